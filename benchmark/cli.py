@@ -1,0 +1,154 @@
+"""Command line: ``python -m benchmark list | run | report``."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from results import ResultStore, render_report
+
+from .datasets import BUILTIN_DATASETS, DataError, load_dataset
+from .harness import run_method
+from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
+
+log = logging.getLogger("benchmark")
+USAGE_ERROR = 2
+DATASET_HELP = {
+    "digits": "scikit-learn's 1,797 8x8 grey digits, embedded (the default)",
+    "cifar10": "CIFAR-10 python batches under --data-dir, downloaded where the network allows",
+    "PATH": "a class-folder tree or .tar/.tar.gz/.zip of one, or an .npz with X and y",
+}
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return args.command(args)
+    except (UnknownNameError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list methods, datasets and profiles")
+    listing.set_defaults(command=list_command)
+
+    run = commands.add_parser("run", help="run methods on a dataset and record the results")
+    chosen = run.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--all", action="store_true", help="every registered method")
+    chosen.add_argument("--methods", type=_names, help="comma-separated method names")
+    run.add_argument("--dataset", default="digits", help="digits, cifar10 or a PATH")
+    run.add_argument("--data-dir", type=Path, help="where CIFAR-10 is found or downloaded")
+    run.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
+    run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
+    run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (-1: all cores)")
+    run.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")
+    run.add_argument("--image-size", type=_image_size, metavar="HxW",
+                     help="resize every image instead of refusing mixed sizes")
+    run.add_argument("--skip-bad", action="store_true",
+                     help="skip unreadable image files and list them, instead of stopping")
+    run.add_argument("--force", action="store_true", help="recompute finished records")
+    run.set_defaults(command=run_command)
+
+    report = commands.add_parser("report", help="write and print results.md of a run folder")
+    report.add_argument("run_dir", type=Path, metavar="DIR")
+    report.set_defaults(command=report_command)
+    return parser
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _image_size(text):
+    try:
+        height, width = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 32x32, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return height, width
+
+
+def list_command(args):
+    """Print methods, datasets and profiles, one line each."""
+    width = max(map(len, [*METHODS, *DATASET_HELP, *PROFILES]))
+    print("methods:")
+    for name, method in METHODS.items():
+        print(f"  {name:<{width}}  {method.description}")
+    print("datasets:")
+    for name, text in DATASET_HELP.items():
+        print(f"  {name:<{width}}  {text}")
+    print("profiles:")
+    for name, text in PROFILES.items():
+        print(f"  {name:<{width}}  {text}")
+    return 0
+
+
+def run_command(args):
+    """Run the chosen methods, skipping finished records, then print the report."""
+    check_profile(args.profile)
+    methods = list(METHODS.values()) if args.all else get_methods(args.methods)
+    dataset = load_dataset(
+        args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
+        image_size=args.image_size, skip_bad=args.skip_bad, limit=args.limit, seed=args.seed,
+    )
+    for skipped in dataset.skipped:
+        log.warning("skipped: %s", skipped)
+    if args.all and not dataset.labelled:
+        log.info("%s has no labels: running the clustering methods only.", dataset.name)
+        methods = [method for method in methods if not method.supervised]
+    store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
+    failures = _run_all(methods, dataset, store, args)
+    frame = store.to_frame()
+    report = render_report(frame, title=f"{dataset.name}, profile {args.profile}")
+    (store.root / "results.md").write_text(report)
+    print(report)
+    for name, error in failures:
+        print(f"error: {name} failed: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _run_all(methods, dataset, store, args):
+    failures = []
+    progress = tqdm(methods, desc="methods", unit="method", disable=None)
+    try:
+        for method in progress:
+            progress.set_postfix_str(method.name)
+            if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
+                log.info("%s: finished earlier, kept (--force recomputes)", method.name)
+                continue
+            try:
+                record = run_method(method, dataset, profile=args.profile, seed=args.seed,
+                                    n_jobs=args.n_jobs)
+            except Exception as exc:  # one failing method must not stop the others
+                log.debug("%s failed", method.name, exc_info=True)
+                failures.append((method.name, f"{type(exc).__name__}: {exc}"))
+                continue
+            store.write(record)
+            log.info("%s: done in %.1f s", method.name, record["fit_time"])
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished records are kept in {store.root}; run the same command "
+              "again to resume.", file=sys.stderr)
+        raise SystemExit(130) from None
+    return failures
+
+
+def report_command(args):
+    """Write ``results.md`` of a run folder and print it."""
+    store = ResultStore(args.run_dir)
+    if not store.records_dir.is_dir():
+        raise DataError(f"{args.run_dir} holds no records folder; is it a run folder?")
+    report = render_report(store.to_frame(), title=args.run_dir.name)
+    (store.root / "results.md").write_text(report)
+    print(report)
+    return 0

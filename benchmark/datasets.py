@@ -1,0 +1,554 @@
+"""Datasets: the embedded digits, CIFAR-10, class-folder trees and archives, and .npz files.
+
+Every loader returns a :class:`Dataset` whose images are uint8 arrays of shape
+(n_images, height, width, channels), channels 1 (grey) or 3 (colour), and whose labels are
+int64 class indices, or None for a folder of unlabelled images.
+"""
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from features import check_images
+
+BUILTIN_DATASETS = ("digits", "cifar10")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CACHE_FORMAT = 1
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "F"})
+
+
+class DataError(ValueError):
+    """A dataset that cannot be read as asked; the message names the culprit and the fix."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images and labels split into a training and a test part.
+
+    Attributes
+    ----------
+    name : str
+        Short name, used in run folders and result records.
+    X_train, X_test : ndarray of shape (n_images, height, width, channels), uint8
+        Images. ``X_test`` is None for an unlabelled folder.
+    y_train, y_test : ndarray of shape (n_images,), int64, or None
+        Class indices into ``classes``; None when the images carry no labels.
+    classes : tuple of str
+        Class names, indexed by label.
+    files : tuple of str
+        Names of the training images where they come from files, else empty.
+    skipped : tuple of str
+        Files left out by ``skip_bad``, each with the reason.
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray | None
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    classes: tuple = ()
+    files: tuple = ()
+    skipped: tuple = field(default=())
+
+    @property
+    def labelled(self):
+        """Whether the images carry class labels."""
+        return self.y_train is not None
+
+    @property
+    def n_classes(self):
+        """Number of classes, or None for unlabelled images."""
+        return len(self.classes) if self.labelled else None
+
+
+def load_dataset(
+    source,
+    *,
+    data_dir=None,
+    cache_dir=None,
+    image_size=None,
+    skip_bad=False,
+    limit=None,
+    seed=0,
+    test_size=0.2,
+):
+    """Load a dataset by name or path.
+
+    Parameters
+    ----------
+    source : str or path
+        ``"digits"``, ``"cifar10"``, or a path to a class-folder tree, a .tar / .tar.gz /
+        .tgz / .zip archive of one, or an .npz file with ``X`` and ``y`` arrays (or
+        ``X_train``, ``y_train``, ``X_test``, ``y_test``).
+    data_dir : path, default=None
+        Where CIFAR-10's ``cifar-10-batches-py`` folder lives or is downloaded to.
+    cache_dir : path, default=None
+        Where decoded image trees are cached, keyed by the source's content.
+    image_size : tuple of (int, int), default=None
+        Resize every image of a tree to (height, width) instead of refusing mixed sizes.
+    skip_bad : bool, default=False
+        Skip unreadable files of a tree, listing them in ``Dataset.skipped``.
+    limit : int, default=None
+        Keep a seeded, stratified subset of ``limit`` training images and the same share
+        of the test images.
+    seed : int, default=0
+        Seed of the hold-out split and of the subset.
+    test_size : float, default=0.2
+        Share of the images held out for testing when the source has no test split.
+
+    Returns
+    -------
+    dataset : Dataset
+    """
+    if source == "digits":
+        dataset = _load_digits(seed, test_size)
+    elif source == "cifar10":
+        dataset = load_cifar10(data_dir)
+    else:
+        dataset = _load_path(Path(source), cache_dir, image_size, skip_bad, seed, test_size)
+    if limit is not None:
+        dataset = subsample(dataset, limit, seed=seed)
+    return dataset
+
+
+def subsample(dataset, n_train, *, seed=0):
+    """Seeded, stratified subset of ``n_train`` training images and the same share of tests.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Dataset to cut down.
+    n_train : int
+        Number of training images to keep.
+    seed : int, default=0
+        Seed of the draw.
+
+    Returns
+    -------
+    dataset : Dataset
+        A smaller dataset named ``<name>-n<n_train>``, or the same one if already small enough.
+    """
+    n_total = len(dataset.X_train)
+    if n_train < 1:
+        raise DataError(f"--limit must be a positive number of images; got {n_train}.")
+    if n_train >= n_total:
+        return dataset
+    share = n_train / n_total
+    train = _stratified_subset(dataset.y_train, n_total, n_train, seed)
+    parts = {"X_train": dataset.X_train[train], "y_train": _take(dataset.y_train, train)}
+    if dataset.X_test is not None:
+        n_test = len(dataset.X_test)
+        test = _stratified_subset(dataset.y_test, n_test, max(1, round(share * n_test)), seed)
+        parts.update(X_test=dataset.X_test[test], y_test=_take(dataset.y_test, test))
+    files = tuple(np.asarray(dataset.files)[train]) if dataset.files else ()
+    return replace(dataset, name=f"{dataset.name}-n{n_train}", files=files, **parts)
+
+
+def _take(y, indices):
+    return None if y is None else y[indices]
+
+
+def _stratified_subset(y, n_total, n_keep, seed):
+    indices = np.arange(n_total)
+    if n_keep >= n_total:
+        return indices
+    stratify = y if y is not None and _can_stratify(y, n_keep) else None
+    kept, _ = train_test_split(indices, train_size=n_keep, stratify=stratify, random_state=seed)
+    return np.sort(kept)
+
+
+def _can_stratify(y, n_keep):
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    return counts.min() >= 2 and n_keep >= len(counts) and len(y) - n_keep >= len(counts)
+
+
+def _hold_out(name, X, y, classes, seed, test_size, files=()):
+    if y is None:
+        return Dataset(name, X, None, files=tuple(files))
+    counts = np.bincount(y, minlength=len(classes))
+    if counts.min() < 2:
+        rare = classes[int(np.argmin(counts))]
+        raise DataError(
+            f"Class {rare!r} has {counts.min()} image(s); a stratified hold-out needs at least 2 "
+            "per class. Add images, or give the data as train/ and test/ folders."
+        )
+    train, test = train_test_split(
+        np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed
+    )
+    train, test = np.sort(train), np.sort(test)
+    kept_files = tuple(np.asarray(files)[train]) if len(files) else ()
+    return Dataset(name, X[train], y[train], X[test], y[test], tuple(classes), kept_files)
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def _load_digits(seed, test_size):
+    digits = load_digits()
+    images = np.rint(digits.images * (255 / 16)).astype(np.uint8)[..., np.newaxis]
+    classes = tuple(str(c) for c in digits.target_names)
+    return _hold_out("digits", images, digits.target.astype(np.int64), classes, seed, test_size)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def default_data_dir():
+    """Folder where datasets are looked for and downloaded when no ``data_dir`` is given."""
+    return Path(os.environ.get("BENCHMARK_DATA_DIR", Path.home() / ".cache" / "image-benchmark"))
+
+
+def load_cifar10(data_dir=None):
+    """CIFAR-10 from its official python batches, downloading them where the network allows.
+
+    Parameters
+    ----------
+    data_dir : path, default=None
+        A ``cifar-10-batches-py`` folder or a folder holding one; defaults to
+        :func:`default_data_dir`.
+
+    Returns
+    -------
+    dataset : Dataset
+        50,000 training and 10,000 test images of shape (32, 32, 3).
+    """
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    candidates = [root, root / CIFAR10_FOLDER]
+    for folder in candidates:
+        if (folder / "batches.meta").exists():
+            return _read_cifar10_batches(folder)
+    try:
+        _download_cifar10(root)
+    except Exception as exc:  # any network or disk failure ends in the same advice
+        looked = ", ".join(str(folder) for folder in candidates)
+        raise DataError(
+            f"CIFAR-10 not found: looked for its batches in {looked}, and the download into "
+            f"{root} failed ({exc}). Download {CIFAR10_URL} and unpack it there, pass "
+            "--data-dir DIR where it is unpacked, or pass --dataset PATH to an image-folder "
+            "archive such as cifar10-jpeg.tar.gz."
+        ) from exc
+    return _read_cifar10_batches(root / CIFAR10_FOLDER)
+
+
+def _download_cifar10(root):
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(root=str(root), train=True, download=True)
+
+
+def _read_cifar10_batches(folder):
+    meta = _unpickle(folder / "batches.meta")
+    classes = tuple(name.decode() for name in meta[b"label_names"])
+    train = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _unpickle(folder / "test_batch")
+
+    def images(batches):
+        data = np.concatenate([batch[b"data"] for batch in batches])
+        return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+    def labels(batches):
+        return np.concatenate([batch[b"labels"] for batch in batches]).astype(np.int64)
+
+    return Dataset("cifar10", images(train), labels(train), images([test]), labels([test]), classes)
+
+
+def _unpickle(path):
+    if not path.exists():
+        raise DataError(f"CIFAR-10 batch {path} is missing; the folder is incomplete.")
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DataError(f"CIFAR-10 batch {path} is corrupt ({exc}).") from exc
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _load_path(path, cache_dir, image_size, skip_bad, seed, test_size):
+    if not path.exists():
+        raise DataError(
+            f"Dataset {str(path)!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+            "nor an existing path."
+        )
+    name = _dataset_name(path)
+    if path.suffix == ".npz":
+        return _load_npz(path, name, seed, test_size)
+    if not (path.is_dir() or _is_archive(path)):
+        raise DataError(
+            f"{path} is not a folder, an archive ({', '.join(ARCHIVE_SUFFIXES)}) or an .npz file."
+        )
+    tree = _cached_tree(path, cache_dir, image_size, skip_bad)
+    return _tree_to_dataset(name, tree, seed, test_size)
+
+
+def _dataset_name(path):
+    name = path.name
+    for suffix in (*ARCHIVE_SUFFIXES, ".npz"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _is_archive(path):
+    return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def _load_npz(path, name, seed, test_size):
+    try:
+        arrays = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({exc}).") from exc
+    if "X_train" in arrays:
+        X_train, X_test = _npz_images(arrays, "X_train", path), _npz_images(arrays, "X_test", path)
+        y_train, y_test = arrays.get("y_train"), arrays.get("y_test")
+        if (y_train is None) != (y_test is None):
+            raise DataError(f"{path} must hold both y_train and y_test, or neither.")
+        if y_train is None:
+            return Dataset(name, np.concatenate([X_train, X_test]), None)
+        classes, y = _encode_labels(np.concatenate([y_train, y_test]), path)
+        _check_lengths(path, X_train, y[: len(y_train)])
+        _check_lengths(path, X_test, y[len(y_train) :])
+        return Dataset(name, X_train, y[: len(y_train)], X_test, y[len(y_train) :], classes)
+    if "X" not in arrays:
+        raise DataError(f"{path} must hold an array X (and y), or X_train/y_train/X_test/y_test; "
+                        f"it holds {sorted(arrays)}.")
+    X = _npz_images(arrays, "X", path)
+    if "y" not in arrays:
+        return Dataset(name, X, None)
+    classes, y = _encode_labels(arrays["y"], path)
+    _check_lengths(path, X, y)
+    return _hold_out(name, X, y, classes, seed, test_size)
+
+
+def _npz_images(arrays, key, path):
+    if key not in arrays:
+        raise DataError(f"{path} has no array {key!r}; it holds {sorted(arrays)}.")
+    try:
+        images = check_images(arrays[key], name=f"{path.name}[{key!r}]")
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    if images.dtype != np.uint8:
+        raise DataError(
+            f"{path.name}[{key!r}] must be uint8 images in [0, 255]; got dtype {images.dtype}."
+        )
+    return images
+
+
+def _encode_labels(y, path):
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"Labels in {path} must be one-dimensional; got shape {y.shape}.")
+    classes, encoded = np.unique(y, return_inverse=True)
+    return tuple(str(c) for c in classes), encoded.astype(np.int64)
+
+
+def _check_lengths(path, X, y):
+    if len(X) != len(y):
+        raise DataError(f"{path} holds {len(X)} images but {len(y)} labels.")
+
+
+# --------------------------------------------------------------------------- image trees
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """Decoded images of a folder tree, before any split."""
+
+    images: np.ndarray
+    paths: tuple
+    skipped: tuple
+
+
+def _cached_tree(path, cache_dir, image_size, skip_bad):
+    options = {"format": _CACHE_FORMAT, "image_size": image_size, "skip_bad": skip_bad}
+    key = hashlib.sha256(
+        (_content_digest(path) + json.dumps(options, sort_keys=True)).encode()
+    ).hexdigest()
+    cache_file = Path(cache_dir or default_data_dir() / "cache") / f"{key}.npz"
+    if cache_file.exists():
+        with np.load(cache_file, allow_pickle=False) as cached:
+            return _Tree(cached["images"], tuple(cached["paths"]), tuple(cached["skipped"]))
+    tree = _decode_tree(path, image_size, skip_bad)
+    _save_atomically(cache_file, images=tree.images, paths=np.array(tree.paths, dtype=str),
+                     skipped=np.array(tree.skipped, dtype=str))
+    return tree
+
+
+def _content_digest(path):
+    """SHA-256 of a file's bytes, or of every file's relative path and bytes in a folder."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _save_atomically(target, **arrays):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as file:
+        np.savez(file, **arrays)
+    os.replace(partial, target)
+
+
+def _iter_entries(path):
+    """Yield (relative posix path, bytes or None for a folder) for every entry of a tree."""
+    if path.is_dir():
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            relative = Path(folder).relative_to(path).as_posix()
+            if relative != ".":
+                yield relative, None
+            for name in sorted(files):
+                yield str(PurePosixPath(relative, name)), (Path(folder) / name).read_bytes()
+    elif path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                yield info.filename.rstrip("/"), None if info.is_dir() else archive.read(info)
+    else:
+        try:
+            with tarfile.open(path, "r:*") as archive:
+                for member in archive:
+                    if member.isdir():
+                        yield member.name, None
+                    elif member.isfile():
+                        yield member.name, archive.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DataError(f"{path} is not a readable archive ({exc}).") from exc
+
+
+def _is_hidden(relative):
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.split("/"))
+
+
+def _decode_tree(path, image_size, skip_bad):
+    paths, arrays, skipped, folders = [], [], [], set()
+    entries = tqdm(_iter_entries(path), desc=f"decoding {path.name}", unit="file", disable=None)
+    for relative, data in entries:
+        relative = relative.removeprefix("./")
+        if not relative or relative == "." or _is_hidden(relative):
+            continue
+        if data is None:
+            folders.add(relative)
+            continue
+        try:
+            arrays.append(_decode_image(relative, data, image_size))
+            paths.append(relative)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc))
+    if not arrays:
+        raise DataError(f"{path} holds no images" + (f" ({len(skipped)} unreadable files skipped)."
+                                                     if skipped else "."))
+    paths, folders = _strip_common_folder(paths, folders, is_archive=not path.is_dir())
+    _check_no_empty_folders(path, paths, folders)
+    return _Tree(_stack_images(paths, arrays), tuple(paths), tuple(skipped))
+
+
+def _decode_image(relative, data, image_size):
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            mode = "L" if image.mode in _GREY_MODES else "RGB"
+            if image.mode != mode:
+                image = image.convert(mode)
+            if image_size is not None and image.size != (image_size[1], image_size[0]):
+                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"{relative} is not a readable image ({exc}); remove it or pass --skip-bad."
+        ) from exc
+
+
+def _strip_common_folder(paths, folders, *, is_archive):
+    """Drop the single top folder an archive is usually packed with (cifar10-jpeg/...)."""
+    tops = {p.split("/", 1)[0] for p in paths}
+    if not is_archive or len(tops) != 1 or any("/" not in p for p in paths):
+        return paths, folders
+    top = tops.pop()
+    if top in ("train", "test"):
+        return paths, folders
+    strip = len(top) + 1
+    return [p[strip:] for p in paths], {f[strip:] for f in folders if f.startswith(top + "/")}
+
+
+def _check_no_empty_folders(root, paths, folders):
+    filled = {p[:end] for p in paths for end in _slash_positions(p)}
+    empty = sorted(folders - filled)
+    if empty:
+        raise DataError(f"Class folder {empty[0]!r} in {root} holds no images.")
+
+
+def _slash_positions(path):
+    return [i for i, char in enumerate(path) if char == "/"]
+
+
+def _stack_images(paths, arrays):
+    shapes = {}
+    for relative, array in zip(paths, arrays):
+        shapes.setdefault(array.shape[:2], relative)
+    if len(shapes) > 1:
+        (size_a, file_a), (size_b, file_b) = list(shapes.items())[:2]
+        raise DataError(
+            f"Images have different sizes: {file_a} is {size_a[0]}x{size_a[1]} but {file_b} is "
+            f"{size_b[0]}x{size_b[1]} (height x width). Pass --image-size HxW to resize them all."
+        )
+    if all(array.ndim == 2 for array in arrays):
+        return np.stack(arrays)[..., np.newaxis]
+    return np.stack([np.dstack([a] * 3) if a.ndim == 2 else a for a in arrays])
+
+
+def _tree_to_dataset(name, tree, seed, test_size):
+    parts = [p.split("/") for p in tree.paths]
+    depths = {len(p) for p in parts}
+    if depths == {1}:
+        return Dataset(name, tree.images, None, files=tree.paths, skipped=tree.skipped)
+    if depths == {3} and {p[0] for p in parts} <= {"train", "test"}:
+        return _split_tree(name, tree, parts)
+    if depths == {2}:
+        classes, y = np.unique([p[0] for p in parts], return_inverse=True)
+        dataset = _hold_out(name, tree.images, y.astype(np.int64), tuple(classes), seed,
+                            test_size, tree.paths)
+        return replace(dataset, skipped=tree.skipped)
+    shallow = min(tree.paths, key=lambda p: p.count("/"))
+    deep = max(tree.paths, key=lambda p: p.count("/"))
+    raise DataError(
+        f"Cannot tell the layout: {shallow!r} and {deep!r} sit at different depths. Expected "
+        "train/<class>/<image> and test/<class>/<image>, <class>/<image>, or images alone."
+    )
+
+
+def _split_tree(name, tree, parts):
+    splits = np.array([p[0] for p in parts])
+    if not {"train", "test"} <= set(splits):
+        missing = ({"train", "test"} - set(splits)).pop()
+        raise DataError(f"The {name} tree has a train/test layout but no {missing}/ images.")
+    classes, y = np.unique([p[1] for p in parts], return_inverse=True)
+    y = y.astype(np.int64)
+    train, test = splits == "train", splits == "test"
+    return Dataset(
+        name, tree.images[train], y[train], tree.images[test], y[test], tuple(classes),
+        tuple(np.asarray(tree.paths)[train]), tree.skipped,
+    )

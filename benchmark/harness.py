@@ -1,0 +1,147 @@
+"""The harness: the only place that fits, times, scores and records a method."""
+
+import time
+
+import numpy as np
+from sklearn.base import is_clusterer
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.pipeline import Pipeline
+
+from estimators import cluster_sizes, clustering_scores
+
+from .datasets import DataError, subsample
+
+# Fitted attributes worth keeping in a record, and the names they are stored under.
+FITTED_SUMMARY = {
+    "n_components_": "pca_components",
+    "best_params_": "best_params",
+    "best_score_": "cv_score",
+    "n_fits_": "n_fits",
+    "n_fits_saved_": "n_fits_saved",
+    "n_epochs_": "epochs",
+    "stop_reason_": "stop_reason",
+}
+
+
+def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
+    """Fit one method on a dataset's training part and score it on both parts.
+
+    Parameters
+    ----------
+    method : benchmark.registry.Method
+        What to run.
+    dataset : benchmark.datasets.Dataset
+        Where to run it.
+    profile : str
+        Settings profile of the method.
+    seed : int, default=0
+        Seed of the estimator and of any training subset.
+    n_jobs : int, default=None
+        Parallel jobs for estimators that take them.
+
+    Returns
+    -------
+    record : dict
+        Key fields (method, dataset, profile, seed), what was run, timings and scores.
+    """
+    if method.supervised and not dataset.labelled:
+        raise DataError(
+            f"{method.name} is supervised and needs labels, but {dataset.name} is a folder of "
+            "images without class sub-folders. Run a clustering method on it instead."
+        )
+    train = _training_part(dataset, method.train_limit(profile), seed)
+    estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes)
+    record = {
+        "method": method.name, "dataset": dataset.name, "profile": profile, "seed": seed,
+        "table": method.table, "reference": method.reference,
+        "n_train": len(train.X_train),
+        "n_test": 0 if dataset.X_test is None else len(dataset.X_test),
+        "estimator": repr(estimator),
+    }
+    fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
+    start = time.perf_counter()
+    estimator.fit(*fit_args)
+    record["fit_time"] = time.perf_counter() - start
+    if is_clusterer(estimator):
+        record.update(clustering_record(estimator, train, dataset))
+    else:
+        record.update(supervised_record(estimator, train, dataset))
+    record.update(fitted_summary(estimator))
+    return record
+
+
+def _training_part(dataset, limit, seed):
+    return dataset if limit is None else subsample(dataset, limit, seed=seed)
+
+
+def supervised_record(estimator, train, dataset):
+    """Test accuracy, weighted precision / recall / F1, train accuracy, predict time."""
+    start = time.perf_counter()
+    y_pred = estimator.predict(dataset.X_test)
+    predict_time = time.perf_counter() - start
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        dataset.y_test, y_pred, average="weighted", zero_division=0
+    )
+    return {
+        "test_accuracy": accuracy_score(dataset.y_test, y_pred),
+        "train_accuracy": accuracy_score(train.y_train, estimator.predict(train.X_train)),
+        "precision": precision, "recall": recall, "f1": f1,
+        "predict_time": predict_time,
+    }
+
+
+def clustering_record(estimator, train, dataset):
+    """NMI, ARI, Hungarian accuracy and cluster sizes on both parts, where labels exist."""
+    n_clusters = requested_clusters(estimator)
+    parts = {"train": (train.X_train, train.y_train, _training_labels(estimator, train.X_train))}
+    if dataset.X_test is not None:
+        start = time.perf_counter()
+        test_labels = estimator.predict(dataset.X_test)
+        parts["test"] = (dataset.X_test, dataset.y_test, test_labels)
+        predict_time = time.perf_counter() - start
+    record = {"n_clusters": n_clusters}
+    for part, (_, y_true, labels) in parts.items():
+        sizes = cluster_sizes(labels, n_clusters)
+        record[f"cluster_sizes_{part}"] = sizes.tolist()
+        record[f"empty_clusters_{part}"] = int((sizes == 0).sum())
+        if y_true is not None:
+            scores = clustering_scores(y_true, labels, n_clusters=n_clusters)
+            record.update({f"{name}_{part}": scores[name] for name in ("nmi", "ari", "acc")})
+    if "test" in parts:
+        record["predict_time"] = predict_time
+    return record
+
+
+def _training_labels(estimator, X_train):
+    labels = getattr(estimator, "labels_", None)
+    return estimator.predict(X_train) if labels is None else np.asarray(labels)
+
+
+def requested_clusters(estimator):
+    """The ``n_clusters`` parameter of an estimator or of any step of its pipeline."""
+    for name, value in estimator.get_params().items():
+        if name == "n_clusters" or name.endswith("__n_clusters"):
+            return value
+    return None
+
+
+def fitted_summary(estimator):
+    """Fitted attributes worth recording, from the estimator and every pipeline step."""
+    steps = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else []
+    summary = {}
+    for part in [estimator, *steps]:
+        for attribute, key in FITTED_SUMMARY.items():
+            value = getattr(part, attribute, None)
+            if value is not None and key not in summary:
+                summary[key] = _plain(value)
+    return summary
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool, type(None), list)):
+        return value
+    return repr(value)

@@ -1,0 +1,106 @@
+"""One JSON record per (method, dataset, profile, seed), written atomically."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KEY_FIELDS = ("method", "dataset", "profile", "seed")
+
+
+def record_key(method, dataset, profile, seed):
+    """File-name-safe key of one record.
+
+    Parameters
+    ----------
+    method, dataset, profile : str
+        What ran, on what, with which settings.
+    seed : int
+        Seed of the run.
+
+    Returns
+    -------
+    key : str
+    """
+    raw = f"{method}__{dataset}__{profile}__seed{seed}"
+    return re.sub(r"[^A-Za-z0-9_.=\-]", "_", raw)
+
+
+class ResultStore:
+    """A run folder of result records that survives crashes.
+
+    Each record is one JSON file under ``<root>/records/``, written to a temporary file and
+    renamed into place, so a crash leaves either the whole record or none of it.
+
+    Parameters
+    ----------
+    root : path
+        Run folder; created on the first write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ResultStore(tempfile.mkdtemp())
+    >>> store.write({"method": "svm", "dataset": "digits", "profile": "quick", "seed": 0})
+    >>> store.has("svm", "digits", "quick", 0)
+    True
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    @property
+    def records_dir(self):
+        """Folder holding one JSON file per record."""
+        return self.root / "records"
+
+    def path(self, method, dataset, profile, seed):
+        """Path of the record for these key fields."""
+        return self.records_dir / f"{record_key(method, dataset, profile, seed)}.json"
+
+    def has(self, method, dataset, profile, seed):
+        """Whether a finished record exists for these key fields."""
+        return self.path(method, dataset, profile, seed).exists()
+
+    def write(self, record):
+        """Write one record atomically, replacing any earlier one with the same key.
+
+        Parameters
+        ----------
+        record : dict
+            Plain values (numbers, strings, lists, dicts); must hold every key field.
+        """
+        missing = [name for name in KEY_FIELDS if name not in record]
+        if missing:
+            raise ValueError(f"A record needs the key fields {KEY_FIELDS}; missing {missing}.")
+        target = self.path(*(record[name] for name in KEY_FIELDS))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        with open(partial, "w") as file:
+            json.dump(record, file, indent=1, default=_plain)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+
+    def read(self, method, dataset, profile, seed):
+        """The record for these key fields, as a dict."""
+        return json.loads(self.path(method, dataset, profile, seed).read_text())
+
+    def records(self):
+        """Every finished record, ordered by file name."""
+        return [json.loads(path.read_text()) for path in sorted(self.records_dir.glob("*.json"))]
+
+    def to_frame(self):
+        """Every finished record as a DataFrame, one row per record."""
+        return pd.DataFrame.from_records(self.records())
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Cannot store a value of type {type(value).__name__} in a record: {value!r}")

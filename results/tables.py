@@ -1,0 +1,106 @@
+"""Markdown tables of stored records, in the study's layouts, with its figures beside ours."""
+
+import pandas as pd
+from tabulate import tabulate
+
+from .reference import STUDY
+
+# Each table: its title, and (column header, record field) pairs; study columns read the
+# same field from the study's figures for the record's ``reference``.
+TABLES = {
+    "classical": (
+        "Classical models (scale, flatten, PCA 99%)",
+        [("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
+         ("test acc", "test_accuracy"), ("train acc", "train_accuracy")],
+        [("study test acc", "test_accuracy"), ("study train acc", "train_accuracy"),
+         ("study F1", "f1")],
+    ),
+    "cnn": (
+        "Supervised CNNs",
+        [("test top-1", "test_accuracy"), ("train top-1", "train_accuracy")],
+        [("study test top-1", "test_accuracy"), ("study train top-1", "train_accuracy")],
+    ),
+    "clustering": (
+        "Clustering without labels",
+        [("NMI test", "nmi_test"), ("NMI train", "nmi_train"), ("ARI test", "ari_test"),
+         ("ACC test", "acc_test"), ("empty clusters", "empty_clusters_train")],
+        [("study NMI test", "nmi_test"), ("study NMI train", "nmi_train")],
+    ),
+    "probe": (
+        "Linear probes on features learned without labels",
+        [("test top-1", "test_accuracy"), ("train top-1", "train_accuracy")],
+        [("study test top-1", "test_accuracy"), ("study train top-1", "train_accuracy")],
+    ),
+}
+TIMING = [("fit s", "fit_time")]
+
+
+def render_report(frame, *, title="Results"):
+    """Markdown report: one table per kind of method present in the records.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Records, as :meth:`results.ResultStore.to_frame` returns them.
+    title : str, default="Results"
+        Heading of the report.
+
+    Returns
+    -------
+    markdown : str
+    """
+    sections = [f"# {title}"]
+    if frame.empty:
+        return sections[0] + "\n\nNo finished records yet.\n"
+    for table, (heading, ours, study) in TABLES.items():
+        rows = frame[frame["table"] == table]
+        if not rows.empty:
+            sections.append(f"## {heading}\n\n{_table(rows, ours + TIMING, study)}")
+    sections.append(
+        "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
+        "(50,000 train / 10,000 test); every other figure was measured by this toolkit on the "
+        "dataset named in the row. Figures are means over seeds."
+    )
+    return "\n\n".join(sections) + "\n"
+
+
+def runs_table(frame):
+    """One markdown table of every record, whatever its kind.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Records.
+
+    Returns
+    -------
+    markdown : str
+    """
+    columns = [("test acc", "test_accuracy"), ("train acc", "train_accuracy"),
+               ("NMI test", "nmi_test"), ("ACC test", "acc_test")] + TIMING
+    return _table(frame, [c for c in columns if c[1] in frame], [])
+
+
+def _table(rows, ours, study):
+    fields = [field for _, field in ours if field in rows]
+    summary = rows.groupby(["method", "dataset", "profile"], sort=False).agg(
+        **{field: (field, "mean") for field in fields}, seeds=("seed", "nunique"),
+        reference=("reference", "first"),
+    )
+    body = []
+    for (method, dataset, profile), row in summary.iterrows():
+        line = [method, dataset, profile, int(row["seeds"])]
+        line += [_number(row.get(field)) for _, field in ours]
+        figures = STUDY.get(row["reference"], {})
+        line += [_number(figures.get(field)) for _, field in study]
+        body.append(line)
+    headers = ["method", "dataset", "profile", "seeds"] + [h for h, _ in ours + study]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _number(value):
+    if value is None or pd.isna(value):
+        return ""
+    if abs(value) >= 100 or float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
