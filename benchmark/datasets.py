@@ -201,7 +201,7 @@ def _hold_out(name, X, y, classes, seed, test_size, files=()):
 def _load_digits(seed, test_size):
     digits = load_digits()
     images = np.rint(digits.images * (255 / 16)).astype(np.uint8)[..., np.newaxis]
-    classes = tuple(str(c) for c in digits.target_names)
+    classes = _names(digits.target_names)
     return _hold_out("digits", images, digits.target.astype(np.int64), classes, seed, test_size)
 
 
@@ -355,7 +355,11 @@ def _encode_labels(y, path):
     if y.ndim != 1:
         raise DataError(f"Labels in {path} must be one-dimensional; got shape {y.shape}.")
     classes, encoded = np.unique(y, return_inverse=True)
-    return tuple(str(c) for c in classes), encoded.astype(np.int64)
+    return _names(classes), encoded.astype(np.int64)
+
+
+def _names(classes):
+    return tuple(str(c) for c in classes)
 
 
 def _check_lengths(path, X, y):
@@ -407,35 +411,48 @@ def _content_digest(path):
 def _save_atomically(target, **arrays):
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as file:
-        np.savez(file, **arrays)
-    os.replace(partial, target)
+    try:
+        with open(partial, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _iter_entries(path):
     """Yield (relative posix path, bytes or None for a folder) for every entry of a tree."""
     if path.is_dir():
-        for folder, dirs, files in os.walk(path):
-            dirs.sort()
-            relative = Path(folder).relative_to(path).as_posix()
-            if relative != ".":
-                yield relative, None
-            for name in sorted(files):
-                yield str(PurePosixPath(relative, name)), (Path(folder) / name).read_bytes()
-    elif path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                yield info.filename.rstrip("/"), None if info.is_dir() else archive.read(info)
-    else:
-        try:
-            with tarfile.open(path, "r:*") as archive:
-                for member in archive:
-                    if member.isdir():
-                        yield member.name, None
-                    elif member.isfile():
-                        yield member.name, archive.extractfile(member).read()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataError(f"{path} is not a readable archive ({exc}).") from exc
+        yield from _folder_entries(path)
+        return
+    try:
+        yield from _zip_entries(path) if path.name.endswith(".zip") else _tar_entries(path)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataError(f"{path} is not a readable archive ({exc}).") from exc
+
+
+def _folder_entries(path):
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        relative = Path(folder).relative_to(path).as_posix()
+        if relative != ".":
+            yield relative, None
+        for name in sorted(files):
+            yield str(PurePosixPath(relative, name)), (Path(folder) / name).read_bytes()
+
+
+def _zip_entries(path):
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            yield info.filename.rstrip("/"), None if info.is_dir() else archive.read(info)
+
+
+def _tar_entries(path):
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive:
+            if member.isdir():
+                yield member.name, None
+            elif member.isfile():
+                yield member.name, archive.extractfile(member).read()
 
 
 def _is_hidden(relative):
@@ -529,7 +546,7 @@ def _tree_to_dataset(name, tree, seed, test_size):
         return _split_tree(name, tree, parts)
     if depths == {2}:
         classes, y = np.unique([p[0] for p in parts], return_inverse=True)
-        dataset = _hold_out(name, tree.images, y.astype(np.int64), tuple(classes), seed,
+        dataset = _hold_out(name, tree.images, y.astype(np.int64), _names(classes), seed,
                             test_size, tree.paths)
         return replace(dataset, skipped=tree.skipped)
     shallow = min(tree.paths, key=lambda p: p.count("/"))
@@ -549,6 +566,6 @@ def _split_tree(name, tree, parts):
     y = y.astype(np.int64)
     train, test = splits == "train", splits == "test"
     return Dataset(
-        name, tree.images[train], y[train], tree.images[test], y[test], tuple(classes),
+        name, tree.images[train], y[train], tree.images[test], y[test], _names(classes),
         tuple(np.asarray(tree.paths)[train]), tree.skipped,
     )

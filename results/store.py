@@ -78,12 +78,16 @@ class ResultStore:
             raise ValueError(f"A record needs the key fields {KEY_FIELDS}; missing {missing}.")
         target = self.path(*(record[name] for name in KEY_FIELDS))
         target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=1, default=_plain)
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        with open(partial, "w") as file:
-            json.dump(record, file, indent=1, default=_plain)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, target)
+        try:
+            with open(partial, "w") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def read(self, method, dataset, profile, seed):
         """The record for these key fields, as a dict."""

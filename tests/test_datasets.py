@@ -1,0 +1,209 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from benchmark import datasets
+from benchmark.datasets import DataError, load_dataset, subsample
+from conftest import class_images, pack, png_bytes, write_tree
+
+
+def load(source, tmp_path, **kwargs):
+    return load_dataset(source, cache_dir=tmp_path / "cache", **kwargs)
+
+
+def test_digits_is_uint8_grey_with_a_stratified_hold_out():
+    dataset = load_dataset("digits")
+    assert dataset.X_train.dtype == np.uint8 and dataset.X_train.shape[1:] == (8, 8, 1)
+    assert dataset.y_train.dtype == np.int64
+    assert len(dataset.X_train) + len(dataset.X_test) == 1797
+    assert dataset.X_train.max() == 255
+    assert np.bincount(dataset.y_test).min() >= 35
+
+
+def test_cifar10_reads_official_batches(cifar_batches):
+    for data_dir in (cifar_batches, cifar_batches.parent):
+        dataset = load_dataset("cifar10", data_dir=data_dir)
+        assert dataset.X_train.shape == (20, 32, 32, 3) and dataset.X_test.shape == (4, 32, 32, 3)
+        assert dataset.classes[3] == "class3"
+    with open(cifar_batches / "data_batch_1", "rb") as file:
+        first = pickle.load(file, encoding="bytes")
+    assert np.array_equal(dataset.X_train[0], first[b"data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert dataset.y_train[0] == first[b"labels"][0]
+
+
+def test_cifar10_missing_names_where_it_looked(tmp_path, monkeypatch):
+    def offline(root):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(datasets, "_download_cifar10", offline)
+    with pytest.raises(DataError, match="looked for its batches in") as error:
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert str(tmp_path) in str(error.value) and "network unreachable" in str(error.value)
+    assert "cifar-10-python.tar.gz" in str(error.value)
+
+
+def test_cifar10_incomplete_folder_names_the_missing_batch(cifar_batches):
+    (cifar_batches / "data_batch_3").unlink()
+    with pytest.raises(DataError, match="data_batch_3 is missing"):
+        load_dataset("cifar10", data_dir=cifar_batches)
+
+
+@pytest.mark.parametrize("suffix", ["", ".tar", ".tar.gz", ".zip"])
+def test_split_tree_as_folder_or_archive(split_tree, tmp_path, suffix):
+    source = split_tree if not suffix else pack(split_tree, tmp_path / f"shapes{suffix}")
+    dataset = load(source, tmp_path)
+    assert dataset.name == "shapes"
+    assert dataset.classes == ("cat", "dog", "frog")
+    assert dataset.X_train.shape == (18, 8, 8, 3) and dataset.X_test.shape == (6, 8, 8, 3)
+    assert np.array_equal(np.bincount(dataset.y_train), [6, 6, 6])
+    reference = load(split_tree, tmp_path)
+    assert np.array_equal(dataset.X_train, reference.X_train)
+    assert np.array_equal(dataset.y_test, reference.y_test)
+
+
+def test_single_tree_is_split_by_a_seeded_stratified_hold_out(tmp_path):
+    root = write_tree(tmp_path / "pets", class_images(np.random.default_rng(1), 10))
+    first, again = load(root, tmp_path, seed=3), load(root, tmp_path, seed=3)
+    other = load(root, tmp_path, seed=4)
+    assert len(first.X_train) == 24 and np.array_equal(np.bincount(first.y_test), [2, 2, 2])
+    assert np.array_equal(first.X_test, again.X_test)
+    assert not np.array_equal(first.X_test, other.X_test)
+
+
+def test_grey_images_keep_one_channel_and_mixed_trees_become_colour(tmp_path):
+    rng = np.random.default_rng(2)
+    grey = write_tree(tmp_path / "grey", class_images(rng, 4, grey=True))
+    assert load(grey, tmp_path).X_train.shape[-1] == 1
+    files = class_images(rng, 4, grey=True) | {"cat/colour.png": class_images(rng, 1)["cat/000.png"]}
+    mixed = load(write_tree(tmp_path / "mixed", files), tmp_path)
+    assert mixed.X_train.shape[-1] == 3
+
+
+def test_npz_with_string_labels_and_with_a_given_split(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (30, 5, 6, 3), dtype=np.uint8)
+    y = np.array(["b", "a", "c"] * 10)
+    np.savez(tmp_path / "plain.npz", X=X, y=y)
+    dataset = load(tmp_path / "plain.npz", tmp_path)
+    assert dataset.classes == ("a", "b", "c") and len(dataset.X_train) == 24
+    np.savez(tmp_path / "split.npz", X_train=X[:20], y_train=y[:20], X_test=X[20:], y_test=y[20:])
+    dataset = load(tmp_path / "split.npz", tmp_path)
+    assert np.array_equal(dataset.X_test, X[20:])
+    assert [dataset.classes[i] for i in dataset.y_test] == list(y[20:])
+
+
+def test_npz_rejects_float_images_and_wrong_shapes(tmp_path):
+    np.savez(tmp_path / "floats.npz", X=np.zeros((4, 5, 5, 3)), y=np.arange(4))
+    with pytest.raises(DataError, match="must be uint8"):
+        load(tmp_path / "floats.npz", tmp_path)
+    np.savez(tmp_path / "flat.npz", X=np.zeros((4, 75), np.uint8), y=np.arange(4))
+    with pytest.raises(DataError, match="shape"):
+        load(tmp_path / "flat.npz", tmp_path)
+
+
+def test_limit_takes_a_seeded_stratified_subset():
+    dataset = load_dataset("digits", limit=500, seed=0)
+    assert len(dataset.X_train) == 500 and dataset.name == "digits-n500"
+    assert np.bincount(dataset.y_train).min() >= 45
+    assert abs(len(dataset.X_test) - 360 * 500 / 1437) <= 1
+    again = subsample(load_dataset("digits"), 500, seed=0)
+    assert np.array_equal(dataset.X_train, again.X_train)
+
+
+def test_rerun_reads_the_cache_keyed_by_content(split_tree, tmp_path, monkeypatch):
+    archive = pack(split_tree, tmp_path / "shapes.tar")
+    first = load(archive, tmp_path)
+    moved = archive.rename(tmp_path / "moved.tar")
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(datasets, "_decode_tree", no_decoding)
+    assert np.array_equal(load(moved, tmp_path).X_train, first.X_train)
+    write_tree(split_tree, {"train/cat/extra.png": np.zeros((8, 8, 3), np.uint8)})
+    with pytest.raises(AssertionError, match="decoded again"):
+        load(pack(split_tree, tmp_path / "changed.tar"), tmp_path)
+
+
+def test_full_cifar10_copy_decodes_to_the_official_split(tmp_path):
+    from conftest import CIFAR10_ARCHIVE
+
+    if not CIFAR10_ARCHIVE.exists():
+        pytest.skip(f"{CIFAR10_ARCHIVE} is not on this machine")
+    dataset = load(CIFAR10_ARCHIVE, tmp_path)
+    assert dataset.X_train.shape == (50_000, 32, 32, 3) and dataset.X_test.shape == (10_000, 32, 32, 3)
+    assert np.array_equal(np.bincount(dataset.y_test), [1000] * 10)
+    assert dataset.classes[0] == "airplane" and dataset.classes[-1] == "truck"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def assert_nothing_cached(tmp_path):
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_corrupt_file_is_named_and_nothing_is_cached(split_tree, tmp_path):
+    (split_tree / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=r"train/dog/broken.png is not a readable image.*--skip-bad"):
+        load(split_tree, tmp_path)
+    assert_nothing_cached(tmp_path)
+
+
+def test_skip_bad_skips_and_lists_unreadable_files(split_tree, tmp_path):
+    (split_tree / "train" / "dog" / "notes.txt").write_text("not an image")
+    dataset = load(split_tree, tmp_path, skip_bad=True)
+    assert len(dataset.X_train) == 18
+    assert len(dataset.skipped) == 1 and "train/dog/notes.txt" in dataset.skipped[0]
+
+
+def test_empty_class_folder_is_named(split_tree, tmp_path):
+    (split_tree / "train" / "horse").mkdir()
+    with pytest.raises(DataError, match="'train/horse'.*holds no images"):
+        load(split_tree, tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_empty_class_folder_in_an_archive_is_named(split_tree, tmp_path, suffix):
+    (split_tree / "test" / "horse").mkdir()
+    with pytest.raises(DataError, match="'test/horse'.*holds no images"):
+        load(pack(split_tree, tmp_path / f"shapes{suffix}"), tmp_path)
+
+
+def test_mixed_sizes_name_two_sizes_unless_resized(split_tree, tmp_path):
+    write_tree(split_tree, {"train/cat/big.png": np.zeros((12, 10, 3), np.uint8)})
+    with pytest.raises(DataError, match=r"8x8.*12x10.*--image-size"):
+        load(split_tree, tmp_path)
+    dataset = load(split_tree, tmp_path, image_size=(16, 16))
+    assert dataset.X_train.shape == (19, 16, 16, 3)
+
+
+def test_missing_path_is_named(tmp_path):
+    with pytest.raises(DataError, match="neither a built-in dataset.*nor an existing path"):
+        load(tmp_path / "nowhere", tmp_path)
+
+
+def test_archive_without_images_is_refused(tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no images"):
+        load(pack(empty, tmp_path / "empty.tar.gz"), tmp_path)
+    (tmp_path / "bad.zip").write_bytes(b"PK but not a zip")
+    with pytest.raises(DataError):
+        load(tmp_path / "bad.zip", tmp_path)
+
+
+def test_folder_without_class_folders_is_unlabelled(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {f"photo{i}.png": rng.integers(0, 256, (6, 6, 3), dtype=np.uint8) for i in range(5)}
+    dataset = load(write_tree(tmp_path / "photos", files), tmp_path)
+    assert not dataset.labelled and dataset.X_test is None
+    assert dataset.files == tuple(sorted(files))
+
+
+def test_a_class_with_one_image_cannot_be_held_out(tmp_path):
+    files = class_images(np.random.default_rng(0), 3) | {"lonely/0.png": png_bytes(np.zeros((8, 8, 3), np.uint8))}
+    with pytest.raises(DataError, match="'lonely' has 1 image"):
+        load(write_tree(tmp_path / "pets", files), tmp_path)

@@ -1,0 +1,219 @@
+
+import numpy as np
+import pytest
+
+from benchmark import cli, harness, load_dataset, run_method
+from benchmark.datasets import DataError, Dataset
+from benchmark.registry import METHODS
+from features import ImageFlattener
+from results import ResultStore, render_report
+
+DIGITS_FLOORS = {"rf": 0.93, "knn": 0.95, "logreg": 0.93, "svm": 0.95}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.mark.parametrize("name", sorted(DIGITS_FLOORS))
+def test_classical_methods_clear_their_digits_floor(digits, name):
+    record = run_method(METHODS[name], digits, profile="quick", seed=0)
+    assert record["test_accuracy"] >= DIGITS_FLOORS[name]
+    assert record["train_accuracy"] >= record["test_accuracy"] - 0.02
+    assert 0 < record["f1"] <= 1 and record["fit_time"] > 0
+    assert 20 <= record["pca_components"] < 64
+    assert record["n_train"] == 1437 and record["n_test"] == 360
+
+
+def test_profile_train_limit_is_honoured(digits):
+    record = run_method(METHODS["svm"], digits, profile="smoke", seed=0)
+    assert record["n_train"] == 500 and record["n_test"] == 360
+
+
+def test_kmeans_is_scored_as_a_clustering(digits):
+    record = run_method(METHODS["kmeans"], digits, profile="quick", seed=0)
+    assert record["nmi_test"] >= 0.6 and record["acc_train"] >= 0.6
+    assert record["n_clusters"] == 10 and sum(record["cluster_sizes_train"]) == 1437
+    assert "test_accuracy" not in record
+
+
+def test_same_seed_gives_the_same_record(digits):
+    first, again = (run_method(METHODS["rf"], digits, profile="quick", seed=5) for _ in range(2))
+    assert first["test_accuracy"] == again["test_accuracy"]
+    assert first["train_accuracy"] == again["train_accuracy"]
+
+
+def unlabelled(n=40):
+    images = np.random.default_rng(0).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    return Dataset("photos", images, None)
+
+
+def test_supervised_methods_refuse_unlabelled_images():
+    with pytest.raises(DataError, match="rf is supervised and needs labels"):
+        run_method(METHODS["rf"], unlabelled(), profile="smoke")
+
+
+def test_clustering_runs_on_unlabelled_images():
+    record = run_method(METHODS["kmeans"], unlabelled(), profile="smoke")
+    assert record["n_clusters"] == 10 and len(record["cluster_sizes_train"]) == 10
+    assert "nmi_train" not in record
+
+
+def test_image_flattener_scales_and_refuses_bad_shapes_and_nans():
+    images = np.full((3, 4, 5, 3), 255, np.uint8)
+    flat = ImageFlattener().fit(images).transform(images)
+    assert flat.shape == (3, 60) and flat.dtype == np.float32 and flat.max() == 1
+    with pytest.raises(ValueError, match=r"fitted on images of shape \(4, 5, 3\)"):
+        ImageFlattener().fit(images).transform(np.zeros((2, 5, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        ImageFlattener().fit(np.full((2, 3, 3, 1), np.nan))
+    with pytest.raises(ValueError, match=r"got an array of shape \(2, 3, 3, 3, 3\)"):
+        ImageFlattener().fit(np.zeros((2, 3, 3, 3, 3)))
+
+
+# --------------------------------------------------------------------------- store
+
+
+def test_store_writes_whole_records_or_nothing(tmp_path):
+    store = ResultStore(tmp_path)
+    key = {"method": "svm", "dataset": "digits", "profile": "quick", "seed": 0}
+    store.write({**key, "test_accuracy": np.float64(0.5), "sizes": np.arange(3)})
+    assert store.read("svm", "digits", "quick", 0)["sizes"] == [0, 1, 2]
+    with pytest.raises(TypeError, match="Cannot store"):
+        store.write({**key, "seed": 1, "estimator": object()})
+    assert not store.has("svm", "digits", "quick", 1)
+    assert [p.name for p in store.records_dir.iterdir()] == [store.path(**key).name]
+    with pytest.raises(ValueError, match="key fields"):
+        store.write({"method": "svm"})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args):
+    return cli.main(list(args))
+
+
+def test_list_names_every_method_dataset_and_profile(capsys):
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    for name in [*METHODS, "digits", "cifar10", "smoke", "quick", "paper"]:
+        assert f"  {name} " in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "svn"], "Unknown method 'svn'. Did you mean svm"),
+        (["--methods", "svm", "--profile", "fast"], "Unknown profile 'fast'"),
+        (["--methods", "svm", "--dataset", "mnist"], "neither a built-in dataset"),
+    ],
+)
+def test_unknown_names_exit_2_and_list_the_valid_ones(tmp_path, capsys, args, message):
+    assert run_cli("run", *args, "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if "method" in message:
+        assert "Valid methods: rf, knn" in err
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli("run", "--methods", "svm", "--image-size", "big")
+    assert stop.value.code == 2
+
+
+def test_run_all_prints_a_row_per_method_and_writes_results(tmp_path, capsys):
+    assert run_cli("run", "--all", "--profile", "smoke", "--out", str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    for name in METHODS:
+        assert f"| {name} " in out
+    assert (tmp_path / "results.md").read_text() in out + "\n"
+    assert len(ResultStore(tmp_path).records()) == len(METHODS)
+
+
+def test_interrupted_run_resumes_with_the_unfinished_methods(tmp_path, monkeypatch, capsys):
+    calls = []
+    real_run_method = harness.run_method
+
+    def interrupted_after_first(method, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(method.name)
+        return real_run_method(method, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "run_method", interrupted_after_first)
+    args = ("run", "--methods", "knn,logreg,kmeans", "--profile", "smoke", "--out", str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        run_cli(*args)
+    assert stop.value.code == 130 and "run the same command again" in capsys.readouterr().err
+    assert [r["method"] for r in ResultStore(tmp_path).records()] == ["knn"]
+
+    resumed = []
+
+    def counting(method, *args, **kwargs):
+        resumed.append(method.name)
+        return real_run_method(method, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "run_method", counting)
+    assert run_cli(*args) == 0
+    assert resumed == ["logreg", "kmeans"]
+    assert run_cli(*args, "--force") == 0
+    assert resumed[2:] == ["knn", "logreg", "kmeans"]
+
+
+def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, capsys):
+    real_run_method = harness.run_method
+
+    def logreg_breaks(method, *args, **kwargs):
+        if method.name == "logreg":
+            raise RuntimeError("solver exploded")
+        return real_run_method(method, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "run_method", logreg_breaks)
+    assert run_cli("run", "--methods", "knn,logreg", "--profile", "smoke", "--out", str(tmp_path)) == 1
+    assert "logreg failed: RuntimeError: solver exploded" in capsys.readouterr().err
+    assert ResultStore(tmp_path).has("knn", "digits", "smoke", 0)
+    assert not ResultStore(tmp_path).has("logreg", "digits", "smoke", 0)
+
+
+def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, capsys):
+    from conftest import write_tree
+
+    rng = np.random.default_rng(0)
+    photos = write_tree(tmp_path / "photos", {f"{i}.png": rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+                                              for i in range(30)})
+    out = tmp_path / "run"
+    code = run_cli("run", "--all", "--dataset", str(photos), "--profile", "smoke", "--out", str(out),
+                   "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0
+    assert [r["method"] for r in ResultStore(out).records()] == ["kmeans"]
+    assert run_cli("run", "--methods", "svm", "--dataset", str(photos), "--out", str(out),
+                   "--cache-dir", str(tmp_path / "cache")) == 1
+    assert "svm is supervised and needs labels" in capsys.readouterr().err
+
+
+def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    for seed, accuracy in enumerate([0.40, 0.42]):
+        store.write({"method": "logreg", "dataset": "cifar10", "profile": "quick", "seed": seed,
+                     "table": "classical", "reference": "logreg", "test_accuracy": accuracy,
+                     "train_accuracy": 0.5, "precision": 0.4, "recall": 0.4, "f1": 0.4,
+                     "fit_time": 12.0})
+    assert run_cli("report", str(tmp_path)) == 0
+    table = (tmp_path / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| logreg"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:4] == ["logreg", "cifar10", "quick", "2"]
+    assert "0.4100" in cells and "0.3930" in cells  # our mean over two seeds, the study's
+    assert "study test acc" in table
+
+
+def test_report_of_a_folder_without_records_exits_2(tmp_path, capsys):
+    assert run_cli("report", str(tmp_path)) == 2
+    assert "holds no records folder" in capsys.readouterr().err
+
+
+def test_report_of_empty_frame():
+    assert "No finished records" in render_report(ResultStore("/nonexistent").to_frame())
