@@ -1,6 +1,9 @@
 """The harness: the only place that fits, times, scores and records a method."""
 
+import os
+import platform
 import time
+from importlib import metadata
 
 import numpy as np
 from sklearn.base import is_clusterer
@@ -57,6 +60,7 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
         "n_train": len(train.X_train),
         "n_test": 0 if dataset.X_test is None else len(dataset.X_test),
         "estimator": repr(estimator),
+        "environment": environment(),
     }
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
     start = time.perf_counter()
@@ -68,6 +72,23 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
         record.update(supervised_record(estimator, train, dataset))
     record.update(fitted_summary(estimator))
     return record
+
+
+def environment():
+    """Versions and machine a record was made with, so a figure can be traced back."""
+    packages = ("unlabelled-image-benchmark", "scikit-learn", "numpy", "torch")
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        **{name: _installed_version(name) for name in packages},
+    }
+
+
+def _installed_version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _training_part(dataset, limit, seed):
