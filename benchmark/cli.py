@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from results import ResultStore, render_report
+from search.backends import BACKENDS, parallel_backend
 
 from .datasets import BUILTIN_DATASETS, DataError, load_dataset
 from .harness import run_method
@@ -51,6 +52,10 @@ def _parser():
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (-1: all cores)")
+    run.add_argument("--backend", choices=BACKENDS, default="loky",
+                     help="where parallel jobs run: local processes, or a Dask cluster")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="Dask scheduler address; implies --backend dask (default: a local cluster)")
     run.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")
     run.add_argument("--image-size", type=_image_size, metavar="HxW",
                      help="resize every image instead of refusing mixed sizes")
@@ -108,7 +113,9 @@ def run_command(args):
         log.info("%s has no labels: running the clustering methods only.", dataset.name)
         methods = [method for method in methods if not method.supervised]
     store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
-    failures = _run_all(methods, dataset, store, args)
+    backend = "dask" if args.scheduler else args.backend
+    with parallel_backend(backend, scheduler=args.scheduler):
+        failures = _run_all(methods, dataset, store, args)
     frame = store.to_frame()
     report = render_report(frame, title=f"{dataset.name}, profile {args.profile}")
     (store.root / "results.md").write_text(report)

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC
+
+from search.backends import parallel_backend
+
+
+def small_search():
+    X, y = load_digits(return_X_y=True)
+    return GridSearchCV(SVC(), {"C": [0.1, 1, 10], "gamma": [1e-3, 1e-4]}, cv=3, n_jobs=-1).fit(X, y)
+
+
+def test_a_search_on_a_dask_local_cluster_matches_the_local_one():
+    pytest.importorskip("dask.distributed")
+    local = small_search()
+    with parallel_backend("dask") as client:
+        assert client.scheduler_info()["workers"]
+        remote = small_search()
+    assert remote.cv_results_["params"] == local.cv_results_["params"]
+    np.testing.assert_array_equal(remote.cv_results_["mean_test_score"],
+                                  local.cv_results_["mean_test_score"])
+    assert remote.best_params_ == local.best_params_
+
+
+def test_unknown_backend_and_misplaced_scheduler_are_refused():
+    with pytest.raises(ValueError, match="Unknown backend 'ray'"):
+        with parallel_backend("ray"):
+            pass
+    with pytest.raises(ValueError, match="needs backend='dask'"):
+        with parallel_backend("loky", scheduler="tcp://127.0.0.1:8786"):
+            pass
