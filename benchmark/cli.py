@@ -51,7 +51,7 @@ def _parser():
     run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--n-jobs", type=int, default=None, help="parallel jobs (-1: all cores)")
+    run.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
     run.add_argument("--backend", choices=BACKENDS, default="loky",
                      help="where parallel jobs run: local processes, or a Dask cluster")
     run.add_argument("--scheduler", metavar="ADDRESS",

@@ -19,7 +19,6 @@ FITTED_SUMMARY = {
     "n_components_": "pca_components",
     "best_params_": "best_params",
     "best_score_": "cv_score",
-    "n_fits_": "n_fits",
     "n_fits_saved_": "n_fits_saved",
     "n_epochs_": "epochs",
     "stop_reason_": "stop_reason",
@@ -155,6 +154,9 @@ def fitted_summary(estimator):
             value = getattr(part, attribute, None)
             if value is not None and key not in summary:
                 summary[key] = _plain(value)
+        if hasattr(part, "cv_results_"):
+            summary["n_candidates"] = len(part.cv_results_["params"])
+            summary["n_fits"] = summary["n_candidates"] * part.n_splits_
     return summary
 
 

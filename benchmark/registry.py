@@ -11,11 +11,13 @@ from types import MappingProxyType
 from sklearn.cluster import KMeans
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from features import ImageFlattener, make_pca
+from search import GASearchCV, search_space
 
 PROFILES = MappingProxyType({
     "smoke": "seconds, for tests",
@@ -125,20 +127,51 @@ def classical_pipeline(model, *, seed=0):
     ])
 
 
-def _random_forest(*, seed, n_jobs, n_classes):
-    return classical_pipeline(RandomForestClassifier(random_state=seed, n_jobs=n_jobs), seed=seed)
+CLASSICAL_MODELS = {
+    "rf": ("Random forest", lambda seed, n_jobs: RandomForestClassifier(
+        random_state=seed, n_jobs=n_jobs)),
+    "knn": ("k-nearest neighbours", lambda seed, n_jobs: KNeighborsClassifier(n_jobs=n_jobs)),
+    "logreg": ("Logistic regression (lbfgs)", lambda seed, n_jobs: LogisticRegression(
+        random_state=seed)),
+    "svm": ("RBF support vector machine", lambda seed, n_jobs: SVC(random_state=seed)),
+}
+# An RBF SVM's fit grows with the square of the training set.
+SVM_TRAIN_LIMITS = {"smoke": 500, "quick": 10_000}
+SEARCH_SETTINGS = {
+    "smoke": {"space": "smoke", "cv": 2, "population_size": 4, "generations": 3},
+    "quick": {"space": "quick", "cv": 3, "population_size": 8, "generations": 10},
+    "paper": {"space": "paper", "cv": 5, "population_size": 20, "generations": 30},
+}
 
 
-def _knn(*, seed, n_jobs, n_classes):
-    return classical_pipeline(KNeighborsClassifier(n_jobs=n_jobs), seed=seed)
+def _default_model(name):
+    def build(*, seed, n_jobs, n_classes):
+        return classical_pipeline(CLASSICAL_MODELS[name][1](seed, n_jobs), seed=seed)
+
+    return build
 
 
-def _logistic_regression(*, seed, n_jobs, n_classes):
-    return classical_pipeline(LogisticRegression(random_state=seed), seed=seed)
+def _tuned_model(name, tuner):
+    def build(*, seed, n_jobs, n_classes, space, cv, population_size, generations):
+        # the search runs candidates in parallel, so each model fits on one core
+        model = CLASSICAL_MODELS[name][1](seed, None)
+        grid = search_space(name, space)
+        if tuner == "grid":
+            search = GridSearchCV(model, grid, cv=cv, n_jobs=n_jobs)
+        else:
+            search = GASearchCV(model, grid, cv=cv, n_jobs=n_jobs, random_state=seed,
+                                population_size=population_size, generations=generations)
+        return classical_pipeline(search, seed=seed)
+
+    return build
 
 
-def _svm(*, seed, n_jobs, n_classes):
-    return classical_pipeline(SVC(random_state=seed), seed=seed)
+def _with_train_limit(name, settings):
+    return {
+        profile: {**values, "train_limit": SVM_TRAIN_LIMITS[profile]}
+        if name == "svm" and profile in SVM_TRAIN_LIMITS else dict(values)
+        for profile, values in settings.items()
+    }
 
 
 def _kmeans(*, seed, n_jobs, n_classes, n_init=1):
@@ -146,18 +179,19 @@ def _kmeans(*, seed, n_jobs, n_classes, n_init=1):
     return classical_pipeline(kmeans, seed=seed)
 
 
-register(Method("rf", "Random forest, default parameters, on PCA(99%) pixels",
-                _random_forest, "classical", reference="rf"))
-register(Method("knn", "k-nearest neighbours, default parameters, on PCA(99%) pixels",
-                _knn, "classical", reference="knn"))
-register(Method("logreg", "Logistic regression (lbfgs), default parameters, on PCA(99%) pixels",
-                _logistic_regression, "classical", reference="logreg"))
-register(Method(
-    "svm", "RBF support vector machine, default parameters, on PCA(99%) pixels",
-    _svm, "classical", reference="svm",
-    # an RBF SVM's fit grows with the square of the training set
-    profiles={"smoke": {"train_limit": 500}, "quick": {"train_limit": 10_000}, "paper": {}},
-))
+for _name, (_title, _) in CLASSICAL_MODELS.items():
+    register(Method(
+        _name, f"{_title}, default parameters, on PCA(99%) pixels", _default_model(_name),
+        "classical", reference=_name,
+        profiles=_with_train_limit(_name, {profile: {} for profile in PROFILES}),
+    ))
+for _tuner, _how in (("grid", "exhaustive grid search"), ("ga", "genetic search (DEAP)")):
+    for _name, (_title, _) in CLASSICAL_MODELS.items():
+        register(Method(
+            f"{_name}-{_tuner}", f"{_title} tuned by {_how} on the study's grid",
+            _tuned_model(_name, _tuner), "classical", reference=_name,
+            profiles=_with_train_limit(_name, SEARCH_SETTINGS),
+        ))
 register(Method(
     "kmeans", "k-means on PCA(99%) pixels, K = number of classes (10 when unlabelled)",
     _kmeans, "clustering", supervised=False,

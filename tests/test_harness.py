@@ -217,3 +217,14 @@ def test_report_of_a_folder_without_records_exits_2(tmp_path, capsys):
 
 def test_report_of_empty_frame():
     assert "No finished records" in render_report(ResultStore("/nonexistent").to_frame())
+
+
+def test_tuned_rows_run_through_the_cli_and_record_their_search(tmp_path, capsys):
+    assert run_cli("run", "--methods", "svm-ga,knn-grid", "--profile", "smoke",
+                   "--out", str(tmp_path)) == 0
+    store = ResultStore(tmp_path)
+    ga, grid = (store.read(name, "digits", "smoke", 0) for name in ("svm-ga", "knn-grid"))
+    assert grid["n_candidates"] == 4 and grid["n_fits"] == 8
+    assert set(grid["best_params"]) == {"n_neighbors", "weights"}
+    assert ga["n_fits"] == 2 * ga["n_candidates"] and ga["cv_score"] > 0.9
+    assert ga["test_accuracy"] >= 0.9 and grid["test_accuracy"] >= 0.95
