@@ -52,8 +52,8 @@ def _parser():
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
-    run.add_argument("--backend", choices=BACKENDS, default="loky",
-                     help="where parallel jobs run: local processes, or a Dask cluster")
+    run.add_argument("--backend", choices=BACKENDS, default="threads",
+                     help="where parallel jobs run: threads or processes here, or a Dask cluster")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address; implies --backend dask (default: a local cluster)")
     run.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")

@@ -11,6 +11,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
 
 from estimators import cluster_sizes, clustering_scores
+from search import count_fits
 
 from .datasets import DataError, subsample
 
@@ -63,8 +64,14 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
     }
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
     start = time.perf_counter()
-    estimator.fit(*fit_args)
+    with count_fits() as shared:
+        estimator.fit(*fit_args)
     record["fit_time"] = time.perf_counter() - start
+    if shared.requested:
+        # counts cover this process: all of a search's fits under the threads backend
+        record.update(fits_computed=shared.computed, fits_saved=shared.saved)
+    if shared.trees_requested:
+        record.update(trees_requested=shared.trees_requested, trees_grown=shared.trees_grown)
     if is_clusterer(estimator):
         record.update(clustering_record(estimator, train, dataset))
     else:

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from features import ImageFlattener, make_pca
-from search import GASearchCV, search_space
+from search import GASearchCV, search_space, structured
 
 PROFILES = MappingProxyType({
     "smoke": "seconds, for tests",
@@ -153,8 +153,8 @@ def _default_model(name):
 
 def _tuned_model(name, tuner):
     def build(*, seed, n_jobs, n_classes, space, cv, population_size, generations):
-        # the search runs candidates in parallel, so each model fits on one core
-        model = CLASSICAL_MODELS[name][1](seed, None)
+        # candidates run in parallel, so each model fits on one core
+        model = structured(CLASSICAL_MODELS[name][1](seed, None))
         grid = search_space(name, space)
         if tuner == "grid":
             search = GridSearchCV(model, grid, cv=cv, n_jobs=n_jobs)

@@ -1,5 +1,19 @@
 """Scikit-learn estimators backed by torch, and the clustering metrics they are judged by."""
 
+from .architectures import build_network
+from .cnn import TorchCNNClassifier
 from .metrics import cluster_sizes, clustering_accuracy, clustering_scores
+from .training import BaseTorchEstimator, Callback, Checkpoint, History, resolve_device
 
-__all__ = ["cluster_sizes", "clustering_accuracy", "clustering_scores"]
+__all__ = [
+    "BaseTorchEstimator",
+    "Callback",
+    "Checkpoint",
+    "History",
+    "TorchCNNClassifier",
+    "build_network",
+    "cluster_sizes",
+    "clustering_accuracy",
+    "clustering_scores",
+    "resolve_device",
+]

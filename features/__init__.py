@@ -1,5 +1,13 @@
 """Scikit-learn transformers on image arrays of shape (n_images, height, width, channels)."""
 
+from .augment import RandomAugment, Sobel, make_input_transform
 from .images import ImageFlattener, check_images, make_pca
 
-__all__ = ["ImageFlattener", "check_images", "make_pca"]
+__all__ = [
+    "ImageFlattener",
+    "RandomAugment",
+    "Sobel",
+    "check_images",
+    "make_input_transform",
+    "make_pca",
+]

@@ -4,19 +4,21 @@ from contextlib import ExitStack, contextmanager
 
 import joblib
 
-BACKENDS = ("loky", "dask")
+BACKENDS = ("threads", "loky", "dask")
 
 
 @contextmanager
-def parallel_backend(backend="loky", *, scheduler=None):
+def parallel_backend(backend="threads", *, scheduler=None):
     """Route joblib work (``n_jobs`` of searches and estimators) to a backend.
 
     Parameters
     ----------
-    backend : {"loky", "dask"}, default="loky"
-        ``"loky"``: local worker processes, joblib's default. ``"dask"``: a Dask cluster,
-        reached at ``scheduler``, or a :class:`dask.distributed.LocalCluster` started here
-        and closed on exit.
+    backend : {"threads", "loky", "dask"}, default="threads"
+        ``"threads"``: threads of this process, so the shared-work estimators of
+        :mod:`search.structured` share (and count) every fit of a search; the heavy
+        numeric work releases the GIL. ``"loky"``: local worker processes, each sharing
+        work only with itself. ``"dask"``: a Dask cluster, reached at ``scheduler``, or a
+        :class:`dask.distributed.LocalCluster` started here and closed on exit.
     scheduler : str, default=None
         Address of a running Dask scheduler, such as ``"tcp://10.0.0.5:8786"``.
 
@@ -31,16 +33,17 @@ def parallel_backend(backend="loky", *, scheduler=None):
     >>> from sklearn.model_selection import GridSearchCV
     >>> from sklearn.svm import SVC
     >>> X, y = load_digits(return_X_y=True)
-    >>> with parallel_backend("loky"):
+    >>> with parallel_backend("threads"):
     ...     GridSearchCV(SVC(), {"C": [1, 10]}, n_jobs=2).fit(X, y).best_params_
     {'C': 10}
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if backend == "loky":
+    if backend != "dask":
         if scheduler is not None:
             raise ValueError("A scheduler address needs backend='dask'.")
-        yield None
+        with joblib.parallel_backend("threading" if backend == "threads" else "loky"):
+            yield None
         return
     try:
         from dask.distributed import Client, LocalCluster

@@ -1,0 +1,348 @@
+"""Networks for small images, each a chain of named layers followed by a classifier head.
+
+AlexNet, VGG16 with batch norm and ResNet18 follow torchvision's definitions, adapted to
+32x32 images; ``fast`` is a small network in the spirit of Keller Jordan's airbench94 that
+trains to a good CIFAR-10 accuracy in a few epochs. Every network takes any channel count
+and works on images down to 8x8, and exposes its named layers' activations through
+``features(x, layer)``: the linear probe and the deep-feature plug-in read them there.
+"""
+
+import difflib
+
+import torch
+import torchvision
+from torch import nn
+
+
+class LayeredNetwork(nn.Module):
+    """A network made of named layers run in order, then a head.
+
+    Parameters
+    ----------
+    layers : dict of str to torch.nn.Module
+        The body, in order; each name can be passed to :meth:`features`.
+    head : torch.nn.Module
+        Maps the last layer's output to class scores.
+    """
+
+    def __init__(self, layers, head):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.head = head
+
+    @property
+    def layer_names(self):
+        """Names of the layers whose activations :meth:`features` returns, in order."""
+        return tuple(self.layers)
+
+    def forward(self, x):
+        """Class scores (logits) of a batch of images."""
+        for layer in self.layers.values():
+            x = layer(x)
+        return self.head(x)
+
+    def features(self, x, layer):
+        """Activations of a batch at a named layer; the layers after it are not run.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_images, channels, height, width)
+            Input batch.
+        layer : str
+            One of :attr:`layer_names`.
+
+        Returns
+        -------
+        activations : torch.Tensor of shape (n_images, channels', height', width')
+            The layer's output.
+        """
+        if layer not in self.layers:
+            raise ValueError(
+                f"{type(self).__name__} has no layer {layer!r}; its layers are "
+                f"{list(self.layers)}.{_did_you_mean(layer, self.layers)}"
+            )
+        for name, module in self.layers.items():
+            x = module(x)
+            if name == layer:
+                return x
+
+
+def _did_you_mean(word, choices):
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _conv_bn_relu(in_channels, out_channels, kernel_size, *, stride=1, batch_norm=True):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
+        nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity(),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _max_pool():
+    # Padding keeps every map at least 1x1, so 8x8 images get through.
+    return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+
+class AlexNet(LayeredNetwork):
+    """AlexNet (torchvision's widths) with a stem for 32x32 to 64x64 images.
+
+    The 11x11 stride-4 stem is replaced by a 5x5 stride-2 one, and batch norm follows each
+    convolution (as in DeepCluster's AlexNet) unless `batch_norm` is False. Layers
+    ``conv1`` to ``conv5`` are the outputs of each convolution's ReLU, before pooling.
+    The study upsamples 32x32 images to 64x64 for it (``upsample=64``).
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Channels of the input.
+    n_classes : int, default=10
+        Number of outputs.
+    dropout : float, default=0.5
+        Dropout rate before each hidden layer of the classifier.
+    hidden : int, default=4096
+        Width of the classifier's 2 hidden layers.
+    batch_norm : bool, default=True
+        Whether a batch norm follows each convolution.
+    """
+
+    def __init__(self, in_channels=3, n_classes=10, *, dropout=0.5, hidden=4096, batch_norm=True):
+        layers = {
+            "conv1": _conv_bn_relu(in_channels, 64, 5, stride=2, batch_norm=batch_norm),
+            "conv2": nn.Sequential(_max_pool(), _conv_bn_relu(64, 192, 5, batch_norm=batch_norm)),
+            "conv3": nn.Sequential(_max_pool(), _conv_bn_relu(192, 384, 3, batch_norm=batch_norm)),
+            "conv4": _conv_bn_relu(384, 256, 3, batch_norm=batch_norm),
+            "conv5": _conv_bn_relu(256, 256, 3, batch_norm=batch_norm),
+        }
+        head = nn.Sequential(
+            _max_pool(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(256 * 4 * 4, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, n_classes),
+        )
+        super().__init__(layers, head)
+
+
+class VGG16BN(LayeredNetwork):
+    """VGG16 with batch norm: torchvision's 13 convolutions, and a small classifier.
+
+    Max pools round up so that images down to 8x8 get through all five; the classifier is
+    global average pooling then one hidden layer, as usual on CIFAR-10. Its one named
+    layer, ``conv``, is the output of the last convolution block (after its pool).
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Channels of the input.
+    n_classes : int, default=10
+        Number of outputs.
+    dropout : float, default=0.5
+        Dropout rate before each linear layer of the classifier.
+    hidden : int, default=512
+        Width of the classifier's hidden layer.
+    """
+
+    def __init__(self, in_channels=3, n_classes=10, *, dropout=0.5, hidden=512):
+        features = torchvision.models.vgg.make_layers(
+            torchvision.models.vgg.cfgs["D"], batch_norm=True
+        )
+        features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
+        for index, module in enumerate(features):
+            if isinstance(module, nn.MaxPool2d):
+                features[index] = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
+        head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(512, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
+        )
+        super().__init__({"conv": features}, head)
+
+
+class ResNet18(LayeredNetwork):
+    """torchvision's ResNet18 with a 3x3 stride-1 stem and no max pool, for small images.
+
+    Layers: ``block1`` is the stem (conv, batch norm, ReLU); ``block2`` to ``block5`` are
+    torchvision's ``layer1`` to ``layer4``.
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Channels of the input.
+    n_classes : int, default=10
+        Number of outputs.
+    dropout : float, default=0.0
+        Dropout rate before the final linear layer (torchvision has none).
+    """
+
+    def __init__(self, in_channels=3, n_classes=10, *, dropout=0.0):
+        net = torchvision.models.resnet18(num_classes=n_classes)
+        stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(stem.weight, mode="fan_out", nonlinearity="relu")
+        layers = {
+            "block1": nn.Sequential(stem, net.bn1, net.relu),
+            "block2": net.layer1,
+            "block3": net.layer2,
+            "block4": net.layer3,
+            "block5": net.layer4,
+        }
+        head = nn.Sequential(net.avgpool, nn.Flatten(), nn.Dropout(dropout), net.fc)
+        super().__init__(layers, head)
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"factor={self.factor:g}"
+
+
+def _fast_conv(in_channels, out_channels):
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+    # Start the first filters as identities, so that each block begins close to a skip.
+    nn.init.dirac_(conv.weight[: min(in_channels, out_channels)])
+    return conv
+
+
+def _fast_group(in_channels, out_channels):
+    return nn.Sequential(
+        _fast_conv(in_channels, out_channels),
+        # Rounding up keeps every map at least 1x1 (8x8 images, and rows of features).
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+        _fast_conv(out_channels, out_channels),
+        nn.BatchNorm2d(out_channels),
+        nn.GELU(),
+    )
+
+
+class FastNet(LayeredNetwork):
+    """A small, fast network after airbench94: whitening stem, 3 conv groups, max pooling.
+
+    The stem is a 2x2 convolution; :meth:`data_init` sets its filters to the whitening of
+    the training images' 2x2 patches (each eigenvector twice, with both signs) and freezes
+    them, as airbench does. Each of the 3 groups is conv, max pool, batch norm, GELU,
+    conv, batch norm, GELU. The head takes the global max, a linear map and a fixed
+    scaling. Layers: ``stage1`` to ``stage3``, the groups' outputs.
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Channels of the input.
+    n_classes : int, default=10
+        Number of outputs.
+    widths : (int, int, int), default=(64, 256, 256)
+        Channels of the 3 groups.
+    dropout : float, default=0.0
+        Dropout rate before the linear layer.
+    scale : float, default=1/9
+        Factor the logits are multiplied by; it slows the head's learning against the body.
+    """
+
+    patch_size = 2
+
+    def __init__(
+        self, in_channels=3, n_classes=10, *, widths=(64, 256, 256), dropout=0.0, scale=1 / 9
+    ):
+        stem_width = 2 * in_channels * self.patch_size**2
+        # Pad right and bottom so that the stem keeps the image's size, down to 1 pixel.
+        pad = (0, self.patch_size - 1, 0, self.patch_size - 1)
+        layers = {
+            "stage1": nn.Sequential(
+                nn.ZeroPad2d(pad),
+                nn.Conv2d(in_channels, stem_width, self.patch_size, bias=True),
+                nn.GELU(),
+                _fast_group(stem_width, widths[0]),
+            ),
+            "stage2": _fast_group(widths[0], widths[1]),
+            "stage3": _fast_group(widths[1], widths[2]),
+        }
+        head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(widths[2], n_classes, bias=False),
+            _Scale(scale),
+        )
+        super().__init__(layers, head)
+
+    @torch.no_grad()
+    def data_init(self, inputs, eps=5e-4):
+        """Set the stem's filters to the whitening of the inputs' patches, and freeze them.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor of shape (n_images, channels, height, width)
+            A sample of training inputs, as the network will see them (a few thousand).
+        eps : float, default=5e-4
+            Added to the patch covariance's eigenvalues before dividing by their root.
+        """
+        pad, stem = self.layers["stage1"][:2]
+        padded = pad(inputs.to(stem.weight.device, torch.float32))
+        size = self.patch_size
+        patches = padded.unfold(2, size, 1).unfold(3, size, 1)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, stem.in_channels * size * size)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        filters = (eigenvectors / torch.sqrt(eigenvalues.clamp(min=0) + eps)).T
+        filters = filters.reshape(-1, stem.in_channels, size, size)
+        stem.weight.copy_(torch.cat((filters, -filters)))
+        stem.weight.requires_grad_(False)
+
+
+ARCHITECTURES = {
+    "alexnet": AlexNet,
+    "vgg16_bn": VGG16BN,
+    "resnet18": ResNet18,
+    "fast": FastNet,
+}
+
+
+def build_network(arch, in_channels, n_classes, **kwargs):
+    """Build a network by name.
+
+    Parameters
+    ----------
+    arch : {"alexnet", "vgg16_bn", "resnet18", "fast"}
+        Architecture.
+    in_channels : int
+        Channels of the input (1 grey, 2 Sobel, 3 colour).
+    n_classes : int
+        Number of outputs.
+    **kwargs
+        Passed to the architecture's class (for instance ``dropout``, ``widths``).
+
+    Returns
+    -------
+    network : LayeredNetwork
+        The network, freshly initialised, on the CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build_network("resnet18", in_channels=1, n_classes=10)
+    >>> net.features(torch.zeros(2, 1, 8, 8), "block3").shape
+    torch.Size([2, 128, 4, 4])
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}."
+            f"{_did_you_mean(arch, ARCHITECTURES)}"
+        )
+    return ARCHITECTURES[arch](in_channels, n_classes, **kwargs)

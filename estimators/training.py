@@ -1,0 +1,773 @@
+"""The one training loop of every torch estimator, in layers that subclasses override.
+
+    fit -> initialize -> fit_loop -> run_epoch -> train_step
+
+``initialize`` builds, in order, the input transforms, the module, the optimizer (and its
+learning-rate schedule), the criterion, the callbacks and the history. ``fit_loop`` runs
+the epochs and tells the callbacks; ``run_epoch`` shuffles and batches; ``train_step``
+does one forward, backward and optimiser step. A new method overrides one layer (the
+pseudo-label estimator overrides ``run_epoch`` to relabel the images first), never copies
+the loop. Timing, progress, checkpoints and any early stop are callbacks.
+"""
+
+import functools
+import inspect
+import math
+import os
+import time
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_consistent_length, validate_data
+from torch import nn
+from tqdm.auto import tqdm
+
+from features.augment import RandomAugment, make_input_transform, transformed_channels
+from features.images import check_images
+
+from .architectures import ARCHITECTURES, _did_you_mean, build_network
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+# Images the fast network's whitening stem is estimated from: enough for a 2x2-patch
+# covariance, few enough to stay quick on a CPU.
+_N_WHITENING_IMAGES = 2048
+
+
+def resolve_device(device="auto"):
+    """The torch device to train on.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="auto"
+        "auto" picks CUDA if available, then Apple's MPS, then the CPU; anything else is
+        passed to :class:`torch.device`.
+
+    Returns
+    -------
+    device : torch.device
+        The device.
+    """
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class History(list):
+    """Per-epoch records of a training run, readable by key across epochs.
+
+    A list of dicts, one per epoch, that also takes a key: ``history["loss"]`` is the
+    list of every epoch's loss.
+
+    Examples
+    --------
+    >>> history = History([{"loss": 2.0}, {"loss": 1.5}])
+    >>> history["loss"]
+    [2.0, 1.5]
+    >>> history[-1]
+    {'loss': 1.5}
+    """
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return [record[key] for record in self]
+        return super().__getitem__(key)
+
+
+class Callback:
+    """Base class of training callbacks; every hook does nothing.
+
+    Hooks receive the estimator being trained. A callback keeps its state in attributes
+    ending in ``_`` and resets them in :meth:`on_train_begin`. To stop training, call
+    ``estimator.stop_training(reason)``.
+    """
+
+    def on_train_begin(self, estimator):
+        """Called once the module, optimizer and history are initialised."""
+
+    def on_epoch_begin(self, estimator, epoch):
+        """Called before each epoch; `epoch` counts from 0."""
+
+    def on_epoch_end(self, estimator):
+        """Called after each epoch, once its record is in ``estimator.history_``."""
+
+    def on_train_end(self, estimator):
+        """Called when training ends, normally or by an exception."""
+
+
+class EpochTimer(Callback):
+    """Record each epoch's wall-clock time as ``seconds`` in its history record."""
+
+    def on_epoch_begin(self, estimator, epoch):
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, estimator):
+        estimator.history_[-1]["seconds"] = time.perf_counter() - self.start_
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over epochs, showing the last loss and accuracy.
+
+    It shows on a terminal and stays silent when the output is a log file.
+    """
+
+    def on_train_begin(self, estimator):
+        self.bar_ = tqdm(
+            total=estimator.epochs,
+            initial=len(estimator.history_),
+            desc=type(estimator).__name__,
+            unit="epoch",
+            disable=None,
+        )
+
+    def on_epoch_end(self, estimator):
+        record = estimator.history_[-1]
+        self.bar_.set_postfix(loss=f"{record['loss']:.4f}", accuracy=f"{record['accuracy']:.4f}")
+        self.bar_.update()
+
+    def on_train_end(self, estimator):
+        self.bar_.close()
+        # A tqdm bar holds a lock and a stream: drop it so the estimator can be pickled.
+        self.bar_ = None
+
+
+class Checkpoint(Callback):
+    """Save the training state after every epoch, and resume from it.
+
+    At the start of training, a checkpoint found in `dirname` is loaded: module, optimizer,
+    learning-rate schedule, random generators and history, so training goes on from the
+    epoch after the last one saved and ends where an uninterrupted run would. The file is
+    written to a temporary name and then renamed, so a crash never leaves half a file.
+
+    Parameters
+    ----------
+    dirname : str or path-like
+        Folder of the checkpoint file; created if missing.
+    filename : str, default="checkpoint.pt"
+        Name of the checkpoint file.
+    """
+
+    def __init__(self, dirname, filename="checkpoint.pt"):
+        self.dirname = dirname
+        self.filename = filename
+
+    @property
+    def path(self):
+        """Path of the checkpoint file."""
+        return Path(self.dirname) / self.filename
+
+    def on_train_begin(self, estimator):
+        if self.path.exists():
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            estimator.load_checkpoint_state(state)
+
+    def on_epoch_end(self, estimator):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".tmp")
+        torch.save(estimator.checkpoint_state(), partial)
+        os.replace(partial, self.path)
+
+
+def _lr_factor(step, *, schedule, steps_per_epoch, total_steps, milestones, gamma):
+    """Multiplier of the base learning rate at an optimiser step."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        epoch = step // steps_per_epoch
+        return gamma ** sum(epoch >= milestone for milestone in milestones)
+    progress = step / total_steps
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    # "triangle", airbench's: warm up from 0.2 over the first 23% of steps, then decay to 0.
+    return float(np.interp(progress, [0, 0.23, 1], [0.2, 1, 0]))
+
+
+class BaseTorchEstimator(BaseEstimator):
+    """Base class of the torch estimators: parameters, routing, and the training loop.
+
+    Subclasses write ``fit`` (validate, then call :meth:`_fit`) and their prediction
+    methods, and override a layer of the loop where their method differs.
+    See :class:`estimators.cnn.TorchCNNClassifier` for the parameters.
+
+    Attributes set by :meth:`_fit`: ``device_``, ``input_transform_``, ``augment_``,
+    ``module_``, ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``,
+    ``history_`` and ``stop_reason_``; by :meth:`_validate_images`: ``n_features_in_``
+    and ``image_shape_``. ``_rng`` (a numpy Generator) and ``_generator`` (a torch CPU
+    Generator, which shuffles and augments) are seeded from `random_state` and saved in
+    checkpoints, for subclasses' own random draws.
+    """
+
+    # Parameters ``<prefix>__<name>`` are routed to the component of that prefix.
+    _routed_prefixes = ("module", "optimizer", "criterion", "augment")
+
+    _parameter_constraints = {
+        "arch": [StrOptions(set(ARCHITECTURES))],
+        "input": [StrOptions({"rgb", "sobel"})],
+        "upsample": [Interval(Integral, 1, None, closed="left"), tuple, None],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "lr_schedule": [StrOptions({"triangle", "cosine", "step", "constant"})],
+        "lr_milestones": ["array-like", None],
+        "lr_gamma": [Interval(Real, 0, None, closed="neither")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "augment": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "callbacks": [list, None],
+        "verbose": ["verbose"],
+    }
+
+    # Parameters that do not change what training computes: a checkpoint written under
+    # other values of these can be resumed (more epochs continue a finished run).
+    _resumable_params = ("epochs", "device", "checkpoint_dir", "callbacks", "verbose")
+
+    def __init__(
+        self,
+        arch,
+        *,
+        input,
+        upsample,
+        epochs,
+        batch_size,
+        lr,
+        momentum,
+        weight_decay,
+        optimizer,
+        lr_schedule,
+        lr_milestones,
+        lr_gamma,
+        label_smoothing,
+        augment,
+        device,
+        random_state,
+        checkpoint_dir,
+        callbacks,
+        verbose,
+        **routed,
+    ):
+        self.arch = arch
+        self.input = input
+        self.upsample = upsample
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.lr_milestones = lr_milestones
+        self.lr_gamma = lr_gamma
+        self.label_smoothing = label_smoothing
+        self.augment = augment
+        self.device = device
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
+        self.verbose = verbose
+        # Kept apart from the named parameters: scikit-learn expects __init__ to set
+        # exactly the attributes its signature names.
+        self._routed_values = routed
+
+    # ---------------------------------------------------------------- parameters
+
+    def get_params(self, deep=True):
+        """Parameters of the estimator, routed ones (``module__width``...) included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored beyond what :meth:`sklearn.base.BaseEstimator.get_params` does.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        return {**super().get_params(deep=deep), **self._routed_params()}
+
+    def set_params(self, **params):
+        """Set parameters, routed ones (``optimizer__nesterov``...) included.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names mapped to new values.
+
+        Returns
+        -------
+        self : estimator
+            The estimator.
+        """
+        routed = {key: params.pop(key) for key in list(params) if self._is_routed(key)}
+        super().set_params(**params)
+        self._routed_values = {**self._routed_values, **routed}
+        return self
+
+    def _is_routed(self, key):
+        prefix, separator, _ = key.partition("__")
+        return bool(separator) and prefix in self._routed_prefixes
+
+    def _routed_params(self):
+        """The keyword arguments ``__init__`` got beyond its signature."""
+        return dict(self._routed_values)
+
+    def _routing_targets(self):
+        """Where routed parameters go: prefix -> (callable, names the estimator sets).
+
+        One entry per prefix of ``_routed_prefixes``; a subclass adding a prefix adds both.
+        """
+        return {
+            "module": (ARCHITECTURES[self.arch], {"in_channels", "n_classes"}),
+            "optimizer": (OPTIMIZERS[self.optimizer], {"params", "lr", "momentum", "weight_decay"}),
+            "criterion": (nn.CrossEntropyLoss, {"label_smoothing"}),
+            "augment": (RandomAugment, {"generator"}),
+        }
+
+    def _check_params(self):
+        """Validate every parameter, routed ones included; the first step of ``fit``."""
+        self._validate_params()
+        self._check_routed_params()
+
+    def _check_routed_params(self):
+        targets = self._routing_targets()
+        for key in self._routed_params():
+            if not self._is_routed(key):
+                prefixes = [f"{prefix}__" for prefix in self._routed_prefixes]
+                raise ValueError(
+                    f"Unknown parameter {key!r} for {type(self).__name__}; routed parameters "
+                    f"start with one of {prefixes}."
+                    f"{_did_you_mean(key, [*self._get_param_names(), *prefixes])}"
+                )
+            prefix = key.partition("__")[0]
+            target, reserved = targets[prefix]
+            accepted = [
+                f"{prefix}__{parameter}"
+                for parameter in inspect.signature(target).parameters
+                if parameter not in reserved
+            ]
+            if key not in accepted:
+                raise ValueError(
+                    f"Unknown parameter {key!r}: {target.__name__} takes {accepted}."
+                    f"{_did_you_mean(key, accepted)}"
+                )
+
+    def _routed(self, prefix):
+        """Keyword arguments routed to the component of `prefix`, without the prefix."""
+        start = f"{prefix}__"
+        return {
+            key[len(start) :]: value
+            for key, value in self._routed_params().items()
+            if key.startswith(start)
+        }
+
+    # ---------------------------------------------------------------- data
+
+    def _validate_images(self, X, *, reset):
+        """Images of shape (n, height, width, channels); a 2-d X gives 1 x n_features images.
+
+        Rows of features (what scikit-learn's own checks feed) are read as one-row grey
+        images, so any tabular data goes through the same network.
+        """
+        if not sp.issparse(X) and np.asarray(X).ndim >= 3:
+            images = check_images(X)
+            if reset:
+                self.n_features_in_ = math.prod(images.shape[1:])
+        else:
+            rows = validate_data(self, X, reset=reset, dtype=np.float32)
+            images = rows[:, np.newaxis, :, np.newaxis]
+        if reset:
+            self.image_shape_ = images.shape[1:]
+        elif images.shape[1:] != self.image_shape_:
+            raise ValueError(
+                f"X holds images of shape {images.shape[1:]}, but {type(self).__name__} was "
+                f"fitted on images of shape {self.image_shape_}."
+            )
+        return images
+
+    def _validate_targets(self, y, images):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        y = validate_data(self, y=y, reset=False)
+        check_consistent_length(images, y)
+        return y
+
+    def _inputs(self, batch, *, train, flip=False):
+        """A batch of stored images as the network's input, on the training device."""
+        x = batch.to(self.device_, non_blocking=True).permute(0, 3, 1, 2)
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        if train and self.augment_ is not None:
+            x = self.augment_(x)
+        if flip:
+            x = x.flip(-1)
+        x = self.input_transform_(x)
+        return x.contiguous(memory_format=self._memory_format)
+
+    @property
+    def _memory_format(self):
+        # Channels-last lets cuDNN use its fastest (tensor core) convolutions.
+        return torch.channels_last if self.device_.type == "cuda" else torch.contiguous_format
+
+    def _autocast(self):
+        enabled = self.device_.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.autocast(self.device_.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _n_batches(self, n_images):
+        return max(n_images // self.batch_size, 1)
+
+    def _batches(self, n_images):
+        """Shuffled batches of indices for one epoch.
+
+        The last, incomplete batch is dropped (a batch of one image would break batch
+        norm), unless it is the only one.
+        """
+        order = torch.randperm(n_images, generator=self._generator)
+        if n_images >= self.batch_size:
+            order = order[: self._n_batches(n_images) * self.batch_size]
+        return order.split(self.batch_size)
+
+    @torch.no_grad()
+    def forward_batches(self, images, *, layer=None, flip=False):
+        """Outputs of the trained network for images, batch by batch, in eval mode.
+
+        Parameters
+        ----------
+        images : ndarray of shape (n_images, height, width, channels)
+            Validated images.
+        layer : str, default=None
+            Return the activations of this named layer instead of the class scores.
+        flip : bool, default=False
+            Flip the images horizontally first.
+
+        Returns
+        -------
+        outputs : torch.Tensor of shape (n_images, ...)
+            Float32 logits (or activations), on the CPU.
+        """
+        self.module_.eval()
+        data = torch.from_numpy(_stackable(images))
+        outputs = []
+        for batch in data.split(self.batch_size):
+            with self._autocast():
+                x = self._inputs(batch, train=False, flip=flip)
+                out = self.module_(x) if layer is None else self.module_.features(x, layer)
+            outputs.append(out.float().cpu())
+        return torch.cat(outputs)
+
+    # ---------------------------------------------------------------- the loop
+
+    def _fit(self, images, targets, n_outputs):
+        """Train on validated images; the body of every subclass's ``fit``.
+
+        Parameters
+        ----------
+        images : ndarray of shape (n_images, height, width, channels)
+            Validated training images.
+        targets : ndarray of shape (n_images,) or None
+            Integer class of each image, or None where ``run_epoch`` makes its own.
+        n_outputs : int
+            Number of network outputs.
+
+        Returns
+        -------
+        self : estimator
+            The trained estimator.
+        """
+        if len(images) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 training images (batch norm); "
+                "got 1 sample."
+            )
+        # A fit that fails half-way must not leave the estimator looking fitted.
+        vars(self).pop("stop_reason_", None)
+        self.device_ = resolve_device(self.device)
+        data = torch.from_numpy(_stackable(images))
+        labels = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+        # Seed torch's global generator (weight init, dropout) without leaving it changed.
+        with _forked_rng(self.device_):
+            self.initialize(data, n_outputs)
+            self.fit_loop(data, labels)
+        return self
+
+    def initialize(self, data, n_outputs):
+        """Seed, then build every component of training, in order.
+
+        Parameters
+        ----------
+        data : torch.Tensor of shape (n_images, height, width, channels)
+            Training images, on the CPU.
+        n_outputs : int
+            Number of network outputs.
+        """
+        self._seed()
+        self._fingerprint = self._make_fingerprint(data, n_outputs)
+        self.initialize_transforms(data)
+        self.initialize_module(data, n_outputs)
+        self.initialize_optimizer(n_steps_per_epoch=self._n_batches(len(data)))
+        self.initialize_criterion()
+        self.initialize_callbacks()
+        self.history_ = History()
+
+    def _seed(self):
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        self._rng = np.random.default_rng(seed)
+        torch.manual_seed(int(self._rng.integers(2**63)))
+        self._generator = torch.Generator().manual_seed(int(self._rng.integers(2**63)))
+
+    def _make_fingerprint(self, data, n_outputs):
+        """What a checkpoint must have been trained on and with, to be resumed."""
+        params = {
+            key: value
+            for key, value in self.get_params(deep=False).items()
+            if key not in self._resumable_params
+        }
+        return repr((type(self).__name__, sorted(params.items()), tuple(data.shape), n_outputs))
+
+    def initialize_transforms(self, data):
+        """Build ``input_transform_`` (standardisation, Sobel, upsampling) and ``augment_``."""
+        mean, std = _channel_stats(data)
+        self.input_transform_ = make_input_transform(
+            self.input, self.upsample, mean=mean, std=std
+        ).to(self.device_)
+        self.augment_ = (
+            RandomAugment(generator=self._generator, **self._routed("augment"))
+            if self.augment
+            else None
+        )
+
+    def initialize_module(self, data, n_outputs):
+        """Build ``module_`` on the device; a network with ``data_init`` sees a sample first."""
+        in_channels = transformed_channels(self.input, data.shape[-1])
+        module = build_network(self.arch, in_channels, n_outputs, **self._routed("module"))
+        self.module_ = module.to(self.device_, memory_format=self._memory_format)
+        if hasattr(self.module_, "data_init"):
+            sample = torch.randperm(len(data), generator=self._generator)[:_N_WHITENING_IMAGES]
+            self.module_.data_init(self._inputs(data[sample], train=False))
+
+    def initialize_optimizer(self, n_steps_per_epoch):
+        """Build ``optimizer_`` and ``lr_scheduler_``, which steps after every batch."""
+        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay, **self._routed("optimizer")}
+        if self.optimizer == "sgd":
+            kwargs["momentum"] = self.momentum
+        self.optimizer_ = OPTIMIZERS[self.optimizer](self.module_.parameters(), **kwargs)
+        factor = functools.partial(
+            _lr_factor,
+            schedule=self.lr_schedule,
+            steps_per_epoch=n_steps_per_epoch,
+            total_steps=n_steps_per_epoch * self.epochs,
+            milestones=tuple(self.lr_milestones or ()),
+            gamma=self.lr_gamma,
+        )
+        self.lr_scheduler_ = torch.optim.lr_scheduler.LambdaLR(self.optimizer_, factor)
+
+    def initialize_criterion(self):
+        """Build ``criterion_``, cross-entropy on the device."""
+        self.criterion_ = nn.CrossEntropyLoss(
+            label_smoothing=self.label_smoothing, **self._routed("criterion")
+        ).to(self.device_)
+
+    def initialize_callbacks(self):
+        """Build ``callbacks_``: timer, progress bar, checkpoint, then the user's."""
+        defaults = [EpochTimer()]
+        if self.verbose:
+            defaults.append(ProgressBar())
+        if self.checkpoint_dir is not None:
+            defaults.append(Checkpoint(self.checkpoint_dir))
+        self.callbacks_ = [*defaults, *(self.callbacks or [])]
+
+    def _notify(self, hook, **kwargs):
+        for callback in self.callbacks_:
+            getattr(callback, hook)(self, **kwargs)
+
+    def stop_training(self, reason):
+        """Ask the loop to stop after the current epoch; for callbacks (early stopping).
+
+        Parameters
+        ----------
+        reason : str
+            Why; it becomes ``stop_reason_``.
+        """
+        self._stop_request = reason
+
+    def fit_loop(self, data, targets):
+        """Run the epochs left (all of them, unless a checkpoint was resumed).
+
+        Sets ``stop_reason_``: "max_epochs" when every epoch ran, or the reason a callback
+        gave :meth:`stop_training`. An exception (a crash, Ctrl-C) propagates and leaves
+        the last checkpoint to resume from.
+        """
+        self._stop_request = None
+        try:
+            self._notify("on_train_begin")
+            for epoch in range(len(self.history_), self.epochs):
+                self._notify("on_epoch_begin", epoch=epoch)
+                lr = self.optimizer_.param_groups[0]["lr"]
+                record = self.run_epoch(data, targets, epoch)
+                self.history_.append({"epoch": epoch + 1, **record, "lr": lr})
+                self._notify("on_epoch_end")
+                if self._stop_request is not None:
+                    break
+        finally:
+            self._notify("on_train_end")
+        self.stop_reason_ = self._stop_request or "max_epochs"
+
+    def run_epoch(self, data, targets, epoch):
+        """Train for one epoch over shuffled batches.
+
+        Parameters
+        ----------
+        data : torch.Tensor of shape (n_images, height, width, channels)
+            Training images, on the CPU.
+        targets : torch.Tensor of shape (n_images,)
+            Class of each image.
+        epoch : int
+            Index of the epoch, from 0.
+
+        Returns
+        -------
+        record : dict
+            The epoch's mean training ``loss`` and ``accuracy`` (on augmented images).
+        """
+        self.module_.train()
+        total_loss = torch.zeros((), device=self.device_)
+        n_correct = torch.zeros((), device=self.device_, dtype=torch.long)
+        n_seen = 0
+        for index in self._batches(len(data)):
+            loss, correct = self.train_step(data[index], targets[index])
+            total_loss += loss * len(index)
+            n_correct += correct
+            n_seen += len(index)
+        # One synchronisation per epoch, not per batch.
+        return {"loss": total_loss.item() / n_seen, "accuracy": n_correct.item() / n_seen}
+
+    def train_step(self, batch, targets):
+        """One optimiser step on a batch.
+
+        Parameters
+        ----------
+        batch : torch.Tensor of shape (batch_size, height, width, channels)
+            Images, on the CPU.
+        targets : torch.Tensor of shape (batch_size,)
+            Their classes.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            The batch's mean loss (a scalar on the device).
+        n_correct : torch.Tensor
+            How many of the batch's images were classed right.
+        """
+        inputs = self._inputs(batch, train=True)
+        targets = targets.to(self.device_, non_blocking=True)
+        with self._autocast():
+            logits = self.module_(inputs)
+        loss = self.criterion_(logits.float(), targets)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        self.lr_scheduler_.step()
+        return loss.detach(), (logits.argmax(dim=1) == targets).sum()
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def checkpoint_state(self):
+        """Everything training needs to go on from the last epoch, as a dict of tensors.
+
+        Returns
+        -------
+        state : dict
+            Module, optimizer and schedule states, random generator states, history (its
+            length is the number of epochs done) and the run's fingerprint.
+        """
+        return {
+            "fingerprint": self._fingerprint,
+            "history": list(self.history_),
+            "module": self.module_.state_dict(),
+            "optimizer": self.optimizer_.state_dict(),
+            "lr_scheduler": self.lr_scheduler_.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "device": _device_rng_state(self.device_),
+                "generator": self._generator.get_state(),
+                "numpy": self._rng.bit_generator.state,
+            },
+        }
+
+    def load_checkpoint_state(self, state):
+        """Restore what :meth:`checkpoint_state` saved.
+
+        Parameters
+        ----------
+        state : dict
+            A checkpoint of a run with the same parameters and data.
+        """
+        if state["fingerprint"] != self._fingerprint:
+            raise ValueError(
+                "The checkpoint found was written by a run with other parameters or data:\n"
+                f"  checkpoint: {state['fingerprint']}\n  this run:   {self._fingerprint}\n"
+                "Use another checkpoint_dir, or delete the checkpoint to start afresh."
+            )
+        self.module_.load_state_dict(state["module"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.lr_scheduler_.load_state_dict(state["lr_scheduler"])
+        self.history_ = History(state["history"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["device"] is not None and self.device_.type != "cpu":
+            torch.get_device_module(self.device_.type).set_rng_state(rng["device"])
+        self._generator.set_state(rng["generator"])
+        self._rng.bit_generator.state = rng["numpy"]
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "stop_reason_")
+
+
+def _stackable(images):
+    """Images as an array torch can wrap: uint8 kept, other dtypes as float32, writable."""
+    dtype = np.uint8 if images.dtype == np.uint8 else np.float32
+    return np.require(images, dtype=dtype, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def _channel_stats(data, chunk=4096):
+    """Per-channel mean and standard deviation, in the units the network sees."""
+    n_channels = data.shape[-1]
+    total = torch.zeros(n_channels, dtype=torch.float64)
+    total_squares = torch.zeros(n_channels, dtype=torch.float64)
+    for batch in data.split(chunk):
+        values = batch.reshape(-1, n_channels).double()
+        total += values.sum(dim=0)
+        total_squares += values.square().sum(dim=0)
+    count = data.numel() // n_channels
+    mean = total / count
+    std = (total_squares / count - mean.square()).clamp(min=0).sqrt()
+    scale = 255.0 if data.dtype == torch.uint8 else 1.0
+    std = torch.where(std > 0, std, scale)
+    return (mean / scale).tolist(), (std / scale).tolist()
+
+
+def _forked_rng(device):
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(device_type=device.type)
+
+
+def _device_rng_state(device):
+    if device.type == "cpu":
+        return None
+    return torch.get_device_module(device.type).get_rng_state()

@@ -1,0 +1,340 @@
+"""Tests of the deep path: augmentation, networks, the training loop, the CNN classifier.
+
+Every fit here is tiny (narrow networks, a few epochs, a few hundred 8x8 images), so the
+whole file runs in under a minute on two CPU cores.
+"""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from estimators import TorchCNNClassifier, build_network
+from estimators.architectures import ARCHITECTURES
+from estimators.training import Callback, History, resolve_device
+from features.augment import RandomAugment, Sobel, make_input_transform
+
+# Narrow enough to train in seconds on a CPU; the defaults are sized for a GPU.
+TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
+
+# For scikit-learn's checks, which feed rows of 2 to 20 features (read as one-row images):
+# nothing to flip or crop there, and Adam learns their blobs more reliably than SGD.
+CHECK_SETTINGS = dict(
+    module__widths=(8, 16, 16),
+    epochs=10,
+    batch_size=16,
+    optimizer="adam",
+    lr=0.05,
+    label_smoothing=0.0,
+    augment=False,
+    tta_flip=False,
+    device="cpu",
+    verbose=0,
+)
+
+DIGITS_TEST_ACCURACY_FLOOR = 0.9
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These tensors are tiny: a second thread gains nothing, and on a busy machine its
+    # waits for a shared core slow every operation down many times.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
+    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
+
+
+@pytest.fixture(scope="module")
+def small_digits(digits):
+    X_train, _, y_train, _ = digits
+    return X_train[:300], y_train[:300]
+
+
+def _weights(estimator):
+    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}
+
+
+def _assert_same_weights(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
+
+
+# ------------------------------------------------------------------ augmentation
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(8, 8), (32, 24)])
+def test_augment_keeps_shape_dtype_and_range(channels, size):
+    images = torch.rand(6, channels, *size)
+    augmented = RandomAugment(generator=torch.Generator().manual_seed(0))(images)
+    assert augmented.shape == images.shape
+    assert augmented.dtype == torch.float32
+    assert augmented.min() >= 0 and augmented.max() <= 1
+
+
+def test_augment_draws_parameters_per_image():
+    one_image = torch.rand(1, 3, 16, 16).repeat(16, 1, 1, 1)
+    augmented = RandomAugment(generator=torch.Generator().manual_seed(0))(one_image)
+    distinct = {tuple(image.flatten().tolist()) for image in augmented}
+    assert len(distinct) == 16
+
+
+def test_augment_flips_some_images_of_a_batch_only():
+    images = torch.rand(32, 1, 8, 8)
+    flip_only = RandomAugment(
+        brightness=(1, 1), contrast=(1, 1), crop_p=0.0, generator=torch.Generator().manual_seed(0)
+    )
+    augmented = flip_only(images)
+    flipped = (augmented == images.flip(-1)).flatten(1).all(dim=1)
+    kept = (augmented == images).flatten(1).all(dim=1)
+    assert (flipped ^ kept).all()
+    assert 0 < flipped.sum() < len(images)
+
+
+def test_augment_is_reproducible_with_a_seeded_generator():
+    images = torch.rand(8, 3, 16, 16)
+    first = RandomAugment(generator=torch.Generator().manual_seed(3))(images)
+    second = RandomAugment(generator=torch.Generator().manual_seed(3))(images)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_sobel_gives_two_gradient_channels():
+    ramp = torch.arange(8.0).repeat(8, 1).expand(2, 3, 8, 8) / 8
+    gradients = Sobel()(ramp)
+    assert gradients.shape == (2, 2, 8, 8)
+    inner = gradients[:, :, 1:-1, 1:-1]
+    assert (inner[:, 0] > 0).all()
+    torch.testing.assert_close(inner[:, 1], torch.zeros_like(inner[:, 1]))
+
+
+def test_input_transform_sobel_then_upsample():
+    transform = make_input_transform("sobel", upsample=64, mean=[0.5] * 3, std=[0.25] * 3)
+    assert transform(torch.rand(2, 3, 32, 32)).shape == (2, 2, 64, 64)
+    images = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(make_input_transform("rgb")(images), images)
+
+
+# ------------------------------------------------------------------ architectures
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("in_channels", [1, 2, 3])
+@pytest.mark.parametrize("size", [8, 32])
+def test_architecture_builds_and_exposes_named_layers(arch, in_channels, size):
+    kwargs = {"hidden": 64} if arch == "alexnet" else {}
+    network = build_network(arch, in_channels, n_classes=5, **kwargs).eval()
+    x = torch.rand(2, in_channels, size, size)
+    with torch.no_grad():
+        assert network(x).shape == (2, 5)
+        for layer in network.layer_names:
+            activations = network.features(x, layer)
+            assert activations.ndim == 4 and len(activations) == 2
+
+
+@pytest.mark.parametrize(
+    "arch, layers",
+    [
+        ("alexnet", ("conv1", "conv2", "conv3", "conv4", "conv5")),
+        ("resnet18", ("block1", "block2", "block3", "block4", "block5")),
+        ("vgg16_bn", ("conv",)),
+        ("fast", ("stage1", "stage2", "stage3")),
+    ],
+)
+def test_layer_names(arch, layers):
+    assert build_network(arch, 3, 10).layer_names == layers
+
+
+def test_unknown_layer_and_architecture_suggest_a_name():
+    network = build_network("fast", 3, 10)
+    with pytest.raises(ValueError, match="Did you mean 'stage3'"):
+        network.features(torch.rand(2, 3, 8, 8), "stage4")
+    with pytest.raises(ValueError, match="Did you mean 'resnet18'"):
+        build_network("resnet", 3, 10)
+
+
+def test_fast_network_whitens_its_stem_from_data():
+    torch.manual_seed(0)
+    noise = torch.randn(64, 3, 16, 16)
+    images = noise + 0.8 * noise.roll(1, dims=3)  # correlated neighbours
+    network = build_network("fast", 3, 10)
+    network.data_init(images)
+    pad, stem = network.layers["stage1"][:2]
+    assert not stem.weight.requires_grad
+    with torch.no_grad():
+        outputs = stem(pad(images)) - stem.bias.view(1, -1, 1, 1)
+    n_filters = stem.out_channels // 2  # the second half are the same filters negated
+    half = outputs[:, :n_filters].permute(0, 2, 3, 1).reshape(-1, n_filters)
+    covariance = half.T @ half / len(half)
+    torch.testing.assert_close(covariance, torch.eye(len(covariance)), rtol=0, atol=0.05)
+
+
+# ------------------------------------------------------------------ training loop
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cuda", "mps", "cpu"}
+
+
+def test_history_reads_by_key():
+    history = History([{"loss": 2.0, "accuracy": 0.1}, {"loss": 1.0, "accuracy": 0.5}])
+    assert history["loss"] == [2.0, 1.0]
+    assert history[-1]["accuracy"] == 0.5
+
+
+def test_learns_digits(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = TorchCNNClassifier(
+        **TINY, epochs=6, augment=False, tta_flip=False, random_state=0
+    ).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= DIGITS_TEST_ACCURACY_FLOOR
+    assert clf.stop_reason_ == "max_epochs"
+    assert [record["epoch"] for record in clf.history_] == [1, 2, 3, 4, 5, 6]
+    assert clf.history_["loss"][-1] < clf.history_["loss"][0]
+    assert all(seconds > 0 for seconds in clf.history_["seconds"])
+    assert clf.n_features_in_ == 64 and clf.image_shape_ == (8, 8, 1)
+
+
+def test_string_labels(small_digits):
+    X, y = small_digits
+    names = np.array("zero one two three four five six seven eight nine".split())
+    clf = TorchCNNClassifier(**TINY, epochs=1, random_state=0).fit(X, names[y])
+    assert list(clf.classes_) == sorted(names)
+    assert set(clf.predict(X[:50])) <= set(names)
+    proba = clf.predict_proba(X[:50])
+    assert proba.shape == (50, 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+
+
+def test_same_seed_same_result(small_digits):
+    X, y = small_digits
+    # Augmentation and dropout draw on both the data generator and torch's global one.
+    params = dict(TINY, epochs=2, module__dropout=0.5)
+    first = TorchCNNClassifier(**params, random_state=0).fit(X, y)
+    torch.manual_seed(123)  # the global state before fit must not matter
+    second = TorchCNNClassifier(**params, random_state=0).fit(X, y)
+    other = TorchCNNClassifier(**params, random_state=1).fit(X, y)
+    _assert_same_weights(_weights(first), _weights(second))
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    assert not torch.equal(first.module_.head[3].weight, other.module_.head[3].weight)
+
+
+class _CrashAfter(Callback):
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_end(self, estimator):
+        if len(estimator.history_) == self.n_epochs:
+            raise RuntimeError("simulated crash")
+
+
+class _EpochCounter(Callback):
+    def on_train_begin(self, estimator):
+        self.epochs_run_ = 0
+
+    def on_epoch_begin(self, estimator, epoch):
+        self.epochs_run_ += 1
+
+
+def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_path):
+    X, y = small_digits
+    params = dict(TINY, epochs=3, module__dropout=0.5, random_state=0)
+    uninterrupted = TorchCNNClassifier(**params).fit(X, y)
+
+    crashing = TorchCNNClassifier(**params, checkpoint_dir=tmp_path, callbacks=[_CrashAfter(2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X, y)
+    assert not hasattr(crashing, "stop_reason_")
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+    counter = _EpochCounter()
+    resumed = TorchCNNClassifier(**params, checkpoint_dir=tmp_path, callbacks=[counter]).fit(X, y)
+    assert counter.epochs_run_ == 1
+    assert resumed.history_["epoch"] == [1, 2, 3]
+    assert resumed.history_["loss"] == uninterrupted.history_["loss"]
+    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+
+    with pytest.raises(ValueError, match="other parameters or data"):
+        TorchCNNClassifier(**{**params, "lr": 0.01}, checkpoint_dir=tmp_path).fit(X, y)
+
+
+def test_callback_can_stop_training_with_a_reason(small_digits):
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, estimator):
+            estimator.stop_training("plateau")
+
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=5, callbacks=[StopAfterOne()], random_state=0).fit(X, y)
+    assert clf.stop_reason_ == "plateau"
+    assert len(clf.history_) == 1
+
+
+def test_paper_step_schedule(small_digits):
+    X, y = small_digits
+    paper = dict(
+        optimizer="sgd", momentum=0.9, batch_size=256, weight_decay=1e-4, module__dropout=0.5,
+        lr=1e-4, lr_schedule="step", lr_milestones=[2], lr_gamma=0.1, label_smoothing=0.0,
+    )
+    clf = TorchCNNClassifier(**{**TINY, **paper}, epochs=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.history_["lr"], [1e-4, 1e-4, 1e-5])
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def test_routed_parameters_survive_get_set_params_and_clone():
+    clf = TorchCNNClassifier(lr=0.1, module__widths=(8, 8, 8))
+    assert clf.get_params()["module__widths"] == (8, 8, 8)
+    copy = clone(clf.set_params(optimizer__nesterov=True, epochs=3))
+    assert copy.get_params() == clf.get_params()
+    assert copy.get_params()["optimizer__nesterov"] is True
+    assert "module__widths=(8, 8, 8)" in repr(copy)
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        clf.set_params(widths=3)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"module__widht": (8, 8, 8)}, "Did you mean 'module__widths'"),
+        ({"optimizer__nesterof": True}, "Did you mean 'optimizer__nesterov'"),
+        ({"batchsize": 32}, "Did you mean 'batch_size'"),
+        ({"modul__widths": (8, 8, 8)}, "Did you mean 'module__'"),
+    ],
+)
+def test_unknown_parameters_get_a_suggestion(small_digits, params, message):
+    X, y = small_digits
+    with pytest.raises(ValueError, match=message):
+        TorchCNNClassifier(**params).fit(X, y)
+
+
+def test_rejects_nan_images(small_digits):
+    X, y = small_digits
+    images = X.astype(np.float32) / 255
+    images[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        TorchCNNClassifier(**TINY).fit(images, y)
+
+
+def test_predict_rejects_images_of_another_shape(small_digits):
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        clf.predict(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+
+
+@parametrize_with_checks([TorchCNNClassifier(**CHECK_SETTINGS)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
