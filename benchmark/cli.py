@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -134,14 +135,16 @@ def _run_all(methods, dataset, store, args):
             if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
                 log.info("%s: finished earlier, kept (--force recomputes)", method.name)
                 continue
+            checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
             try:
                 record = run_method(method, dataset, profile=args.profile, seed=args.seed,
-                                    n_jobs=args.n_jobs)
+                                    n_jobs=args.n_jobs, checkpoint_dir=checkpoints)
             except Exception as exc:  # one failing method must not stop the others
                 log.debug("%s failed", method.name, exc_info=True)
                 failures.append((method.name, f"{type(exc).__name__}: {exc}"))
                 continue
             store.write(record)
+            shutil.rmtree(checkpoints, ignore_errors=True)
             log.info("%s: done in %.1f s", method.name, record["fit_time"])
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are kept in {store.root}; run the same command "

@@ -4,6 +4,7 @@ import os
 import platform
 import time
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import is_clusterer
@@ -21,12 +22,11 @@ FITTED_SUMMARY = {
     "best_params_": "best_params",
     "best_score_": "cv_score",
     "n_fits_saved_": "n_fits_saved",
-    "n_epochs_": "epochs",
     "stop_reason_": "stop_reason",
 }
 
 
-def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
+def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=None):
     """Fit one method on a dataset's training part and score it on both parts.
 
     Parameters
@@ -41,6 +41,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
         Seed of the estimator and of any training subset.
     n_jobs : int, default=None
         Parallel jobs for estimators that take them.
+    checkpoint_dir : path, default=None
+        Where estimators that checkpoint their training save it, and resume it from.
 
     Returns
     -------
@@ -54,6 +56,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None):
         )
     train = _training_part(dataset, method.train_limit(profile), seed)
     estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes)
+    if checkpoint_dir is not None:
+        _route_checkpoints(estimator, checkpoint_dir)
     record = {
         "method": method.name, "dataset": dataset.name, "profile": profile, "seed": seed,
         "table": method.table, "reference": method.reference,
@@ -95,6 +99,15 @@ def _installed_version(name):
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _route_checkpoints(estimator, checkpoint_dir):
+    """Give every torch part of an estimator a checkpoint folder of its own."""
+    estimator.set_params(**{
+        name: str(Path(checkpoint_dir) / name)
+        for name in estimator.get_params()
+        if name == "checkpoint_dir" or name.endswith("__checkpoint_dir")
+    })
 
 
 def _training_part(dataset, limit, seed):
@@ -161,6 +174,9 @@ def fitted_summary(estimator):
             value = getattr(part, attribute, None)
             if value is not None and key not in summary:
                 summary[key] = _plain(value)
+        if hasattr(part, "history_"):
+            summary["epochs"] = len(part.history_)
+            summary["seconds_per_epoch"] = float(np.mean(part.history_["seconds"]))
         if hasattr(part, "cv_results_"):
             summary["n_candidates"] = len(part.cv_results_["params"])
             summary["n_fits"] = summary["n_candidates"] * part.n_splits_

@@ -16,6 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
+from estimators import TorchCNNClassifier
 from features import ImageFlattener, make_pca
 from search import GASearchCV, search_space, structured
 
@@ -192,6 +193,52 @@ for _tuner, _how in (("grid", "exhaustive grid search"), ("ga", "genetic search 
             _tuned_model(_name, _tuner), "classical", reference=_name,
             profiles=_with_train_limit(_name, SEARCH_SETTINGS),
         ))
+# --------------------------------------------------------------------------- supervised CNNs
+
+CNN_ARCHITECTURES = {
+    "fast": ("fast", "A small fast CIFAR network in the spirit of airbench", {}),
+    "alexnet": ("alexnet", "AlexNet adapted to small images, input upsampled to 64x64",
+                {"upsample": 64}),
+    "resnet18": ("resnet18", "ResNet18 with a 3x3 stem for small images", {}),
+    "vgg16bn": ("vgg16_bn", "VGG16 with batch norm, for small images", {}),
+}
+# The study's optimiser settings (SPEC section 3), shared by every deep method's paper profile.
+PAPER_TRAINING = {
+    "optimizer": "sgd", "momentum": 0.9, "batch_size": 256, "weight_decay": 1e-4,
+    "module__dropout": 0.5, "lr": 1e-4, "epochs": 500, "lr_schedule": "step",
+    "lr_milestones": [400], "lr_gamma": 0.1, "label_smoothing": 0.0, "tta_flip": False,
+}
+CNN_PROFILES = {
+    "fast": {
+        "smoke": {"epochs": 1, "batch_size": 64, "module__widths": (16, 32, 32),
+                  "train_limit": 256},
+        "quick": {"epochs": 10},
+        "paper": PAPER_TRAINING,
+    },
+    **{name: {
+        "smoke": {"epochs": 1, "batch_size": 32, "train_limit": 64},
+        # a few epochs on 10,000 images: what a 2-core CPU trains in about 20 minutes
+        "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05},
+        "paper": PAPER_TRAINING,
+    } for name in ("alexnet", "resnet18", "vgg16bn")},
+}
+
+
+def _cnn(arch, fixed):
+    def build(*, seed, n_jobs, n_classes, **settings):
+        return TorchCNNClassifier(arch, random_state=seed, **fixed, **settings)
+
+    return build
+
+
+for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
+    register(Method(
+        f"cnn-{_name}", f"{_title}, trained with labels (softmax cross-entropy)",
+        _cnn(_arch, _fixed), "cnn", reference=f"cnn-{_name}", profiles=CNN_PROFILES[_name],
+    ))
+
+# --------------------------------------------------------------------------- clustering
+
 register(Method(
     "kmeans", "k-means on PCA(99%) pixels, K = number of classes (10 when unlabelled)",
     _kmeans, "clustering", supervised=False,

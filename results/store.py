@@ -61,6 +61,10 @@ class ResultStore:
         """Path of the record for these key fields."""
         return self.records_dir / f"{record_key(method, dataset, profile, seed)}.json"
 
+    def checkpoint_dir(self, method, dataset, profile, seed):
+        """Folder where an unfinished run keeps its training checkpoints."""
+        return self.root / "checkpoints" / record_key(method, dataset, profile, seed)
+
     def has(self, method, dataset, profile, seed):
         """Whether a finished record exists for these key fields."""
         return self.path(method, dataset, profile, seed).exists()

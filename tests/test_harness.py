@@ -228,3 +228,29 @@ def test_tuned_rows_run_through_the_cli_and_record_their_search(tmp_path, capsys
     assert set(grid["best_params"]) == {"n_neighbors", "weights"}
     assert ga["n_fits"] == 2 * ga["n_candidates"] and ga["cv_score"] > 0.9
     assert ga["test_accuracy"] >= 0.9 and grid["test_accuracy"] >= 0.95
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    from estimators.cnn import TorchCNNClassifier
+
+    real_run_epoch = TorchCNNClassifier.run_epoch
+    epochs_run = []
+
+    def killed_in_third_epoch(self, data, targets, epoch):
+        epochs_run.append(epoch)
+        if epoch == 2 and epochs_run.count(2) == 1:
+            raise KeyboardInterrupt  # as if killed mid-epoch
+        return real_run_epoch(self, data, targets, epoch)
+
+    monkeypatch.setattr(TorchCNNClassifier, "run_epoch", killed_in_third_epoch)
+    monkeypatch.setitem(METHODS["cnn-fast"].profiles, "smoke",
+                        {**METHODS["cnn-fast"].profiles["smoke"], "epochs": 4})
+    args = ("run", "--methods", "cnn-fast", "--profile", "smoke", "--out", str(tmp_path))
+    with pytest.raises(SystemExit):
+        run_cli(*args)
+    assert epochs_run == [0, 1, 2]
+    assert list((tmp_path / "checkpoints").rglob("checkpoint.pt"))
+    assert run_cli(*args) == 0
+    assert epochs_run == [0, 1, 2, 2, 3]
+    assert ResultStore(tmp_path).read("cnn-fast", "digits", "smoke", 0)["n_train"] == 256
+    assert not list((tmp_path / "checkpoints").rglob("checkpoint.pt"))
