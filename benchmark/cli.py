@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from results import ResultStore, render_report
+from results import ResultStore, render_plots, render_report
 from search.backends import BACKENDS, parallel_backend
 
 from .datasets import BUILTIN_DATASETS, DataError, load_dataset
@@ -117,10 +117,7 @@ def run_command(args):
     backend = "dask" if args.scheduler else args.backend
     with parallel_backend(backend, scheduler=args.scheduler):
         failures = _run_all(methods, dataset, store, args)
-    frame = store.to_frame()
-    report = render_report(frame, title=f"{dataset.name}, profile {args.profile}")
-    (store.root / "results.md").write_text(report)
-    print(report)
+    print(write_report(store, title=f"{dataset.name}, profile {args.profile}"))
     for name, error in failures:
         print(f"error: {name} failed: {error}", file=sys.stderr)
     return 1 if failures else 0
@@ -158,7 +155,14 @@ def report_command(args):
     store = ResultStore(args.run_dir)
     if not store.records_dir.is_dir():
         raise DataError(f"{args.run_dir} holds no records folder; is it a run folder?")
-    report = render_report(store.to_frame(), title=args.run_dir.name)
-    (store.root / "results.md").write_text(report)
-    print(report)
+    print(write_report(store, title=args.run_dir.name))
     return 0
+
+
+def write_report(store, *, title):
+    """Render the plots and tables of a run folder into its ``results.md``; return the text."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    plots = render_plots(store.records(), store.root)
+    report = render_report(store.to_frame(), title=title, plots=plots)
+    (store.root / "results.md").write_text(report)
+    return report

@@ -174,7 +174,8 @@ def fitted_summary(estimator):
             value = getattr(part, attribute, None)
             if value is not None and key not in summary:
                 summary[key] = _plain(value)
-        if hasattr(part, "history_"):
+        if hasattr(part, "history_") and "history" not in summary:
+            summary["history"] = [_plain(epoch) for epoch in part.history_]
             summary["epochs"] = len(part.history_)
             summary["seconds_per_epoch"] = float(np.mean(part.history_["seconds"]))
         if hasattr(part, "cv_results_"):
@@ -186,8 +187,10 @@ def fitted_summary(estimator):
 def _plain(value):
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool, type(None), list)):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool, type(None))):
         return value
     return repr(value)

@@ -1,7 +1,8 @@
 """The results store, the study's reference figures, and markdown tables of stored records."""
 
+from .plots import render_plots
 from .reference import STUDY
 from .store import ResultStore, record_key
-from .tables import render_report, runs_table
+from .tables import render_report
 
-__all__ = ["STUDY", "ResultStore", "record_key", "render_report", "runs_table"]
+__all__ = ["STUDY", "ResultStore", "record_key", "render_plots", "render_report"]

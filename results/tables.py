@@ -35,8 +35,8 @@ TABLES = {
 TIMING = [("fit s", "fit_time")]
 
 
-def render_report(frame, *, title="Results"):
-    """Markdown report: one table per kind of method present in the records.
+def render_report(frame, *, title="Results", plots=()):
+    """Markdown report: one table per kind of method present in the records, then plots.
 
     Parameters
     ----------
@@ -44,6 +44,8 @@ def render_report(frame, *, title="Results"):
         Records, as :meth:`results.ResultStore.to_frame` returns them.
     title : str, default="Results"
         Heading of the report.
+    plots : sequence of (str, str), default=()
+        (title, path relative to the report) of each plot to show.
 
     Returns
     -------
@@ -61,24 +63,9 @@ def render_report(frame, *, title="Results"):
         "(50,000 train / 10,000 test); every other figure was measured by this toolkit on the "
         "dataset named in the row. Figures are means over seeds."
     )
+    if plots:
+        sections.append("## Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots))
     return "\n\n".join(sections) + "\n"
-
-
-def runs_table(frame):
-    """One markdown table of every record, whatever its kind.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Records.
-
-    Returns
-    -------
-    markdown : str
-    """
-    columns = [("test acc", "test_accuracy"), ("train acc", "train_accuracy"),
-               ("NMI test", "nmi_test"), ("ACC test", "acc_test")] + TIMING
-    return _table(frame, [c for c in columns if c[1] in frame], [])
 
 
 def _table(rows, ours, study):

@@ -254,3 +254,18 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
     assert epochs_run == [0, 1, 2, 2, 3]
     assert ResultStore(tmp_path).read("cnn-fast", "digits", "smoke", 0)["n_train"] == 256
     assert not list((tmp_path / "checkpoints").rglob("checkpoint.pt"))
+
+
+def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
+    history = [{"epoch": e, "sizes_before": [5, 0, 3], "sizes_after": [3, 2, 3],
+                "eval_nmi": 0.1 * e, "loss": 1.0} for e in range(1, 4)]
+    ResultStore(tmp_path).write({"method": "uic-fast-rgb", "dataset": "digits", "profile": "quick",
+                                 "seed": 0, "table": "clustering", "reference": None,
+                                 "nmi_test": 0.5, "history": history})
+    assert run_cli("report", str(tmp_path)) == 0
+    report = (tmp_path / "results.md").read_text()
+    images = [line for line in report.splitlines() if line.startswith("![")]
+    assert len(images) == 2
+    for line in images:
+        path = tmp_path / line[line.index("(") + 1 : -1]
+        assert path.read_bytes().startswith(b"\x89PNG")

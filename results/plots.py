@@ -1,0 +1,86 @@
+"""Plots of stored records (PNG, matplotlib): cluster sizes and clustering quality per epoch."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from .store import record_key  # noqa: E402
+
+SIZE_KEYS = ("sizes_before", "sizes_after")
+
+
+def render_plots(records, out_dir):
+    """Write every plot the records allow; return their paths, relative to ``out_dir``.
+
+    Parameters
+    ----------
+    records : list of dict
+        Stored records; those with a per-epoch ``history`` give plots.
+    out_dir : path
+        Run folder; plots go to its ``plots/`` sub-folder.
+
+    Returns
+    -------
+    plots : list of (str, str)
+        (title, relative path) of each plot written.
+    """
+    out_dir = Path(out_dir)
+    plots = []
+    for record in records:
+        history = record.get("history") or []
+        key = record_key(*(record[name] for name in ("method", "dataset", "profile", "seed")))
+        if history and all(name in history[0] for name in SIZE_KEYS):
+            path = Path("plots") / f"{key}-cluster-sizes.png"
+            plot_cluster_sizes(history, out_dir / path, title=record["method"])
+            plots.append((f"{record['method']}: cluster sizes", path.as_posix()))
+        curves = quality_curves(history)
+        if curves:
+            path = Path("plots") / f"{key}-quality.png"
+            plot_curves(curves, out_dir / path, title=record["method"])
+            plots.append((f"{record['method']}: clustering quality per epoch", path.as_posix()))
+    return plots
+
+
+def quality_curves(history):
+    """Per-epoch NMI / ARI / ACC series found in a history, by name."""
+    names = [name for name in (history[0] if history else {})
+             if any(part in name.split("_") for part in ("nmi", "ari", "acc"))
+             and isinstance(history[0][name], (int, float))]
+    return {name: [epoch.get(name) for epoch in history] for name in names}
+
+
+def plot_cluster_sizes(history, path, *, title):
+    """Cluster sizes before and after re-balancing, at the first and at the last epoch."""
+    epochs = [0, len(history) - 1] if len(history) > 1 else [0]
+    figure, axes = plt.subplots(1, len(epochs), figsize=(5 * len(epochs), 3.2), squeeze=False)
+    for axis, epoch in zip(axes[0], epochs):
+        before = np.asarray(history[epoch]["sizes_before"])
+        after = np.asarray(history[epoch]["sizes_after"])
+        clusters = np.arange(len(before))
+        axis.bar(clusters - 0.2, before, width=0.4, label="before re-balancing")
+        axis.bar(clusters + 0.2, after, width=0.4, label="after")
+        axis.set(title=f"epoch {epoch + 1}", xlabel="cluster", ylabel="images")
+    axes[0][0].legend()
+    figure.suptitle(title)
+    _save(figure, path)
+
+
+def plot_curves(curves, path, *, title):
+    """One line per metric over the epochs."""
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    for name, values in curves.items():
+        axis.plot(np.arange(1, len(values) + 1), values, marker="o", label=name)
+    axis.set(title=title, xlabel="epoch", ylim=(0, 1))
+    axis.legend()
+    _save(figure, path)
+
+
+def _save(figure, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
