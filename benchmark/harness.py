@@ -178,6 +178,9 @@ def fitted_summary(estimator):
             summary["history"] = [_plain(epoch) for epoch in part.history_]
             summary["epochs"] = len(part.history_)
             summary["seconds_per_epoch"] = float(np.mean(part.history_["seconds"]))
+            if is_clusterer(part):
+                # how well the network fits its own last pseudo-labels (augmented batches)
+                summary["pseudo_label_accuracy"] = part.history_[-1].get("accuracy")
         if hasattr(part, "cv_results_"):
             summary["n_candidates"] = len(part.cv_results_["params"])
             summary["n_fits"] = summary["n_candidates"] * part.n_splits_

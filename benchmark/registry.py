@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from estimators import TorchCNNClassifier
+from estimators import DeepClusterClassifier, TorchCNNClassifier
 from features import ImageFlattener, make_pca
 from search import GASearchCV, search_space, structured
 
@@ -238,6 +238,36 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
     ))
 
 # --------------------------------------------------------------------------- clustering
+
+# DeepCluster's own published settings; the study's lr of 1e-4 cannot train a head that is
+# re-initialised every epoch.
+DEEPCLUSTER_PAPER = {
+    "optimizer": "sgd", "momentum": 0.9, "batch_size": 256, "weight_decay": 1e-5, "lr": 0.05,
+    "lr_schedule": "constant", "epochs": 200, "module__dropout": 0.5, "pca_dim": 256,
+    "label_smoothing": 0.0,
+}
+DEEPCLUSTER_PROFILES = {
+    name: {**profiles, "paper": DEEPCLUSTER_PAPER} for name, profiles in CNN_PROFILES.items()
+}
+
+
+def _deepcluster(arch, fixed, input):
+    def build(*, seed, n_jobs, n_classes, **settings):
+        return DeepClusterClassifier(arch, n_clusters=n_classes or 10, input=input,
+                                     random_state=seed, **fixed, **settings)
+
+    return build
+
+
+for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
+    for _input in ("rgb", "sobel"):
+        register(Method(
+            f"deepcluster-{_name}-{_input}",
+            f"DeepCluster (k-means pseudo-labels) on {_title}, {_input} input",
+            _deepcluster(_arch, _fixed, _input), "deepcluster", supervised=False,
+            reference="deepercluster" if _name == "vgg16bn" else None,
+            profiles=DEEPCLUSTER_PROFILES[_name],
+        ))
 
 register(Method(
     "kmeans", "k-means on PCA(99%) pixels, K = number of classes (10 when unlabelled)",

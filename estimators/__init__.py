@@ -2,6 +2,7 @@
 
 from .architectures import build_network
 from .cnn import TorchCNNClassifier
+from .deepcluster import DeepClusterClassifier
 from .metrics import cluster_sizes, clustering_accuracy, clustering_scores
 from .training import BaseTorchEstimator, Callback, Checkpoint, History, resolve_device
 
@@ -9,6 +10,7 @@ __all__ = [
     "BaseTorchEstimator",
     "Callback",
     "Checkpoint",
+    "DeepClusterClassifier",
     "History",
     "TorchCNNClassifier",
     "build_network",

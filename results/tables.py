@@ -26,6 +26,13 @@ TABLES = {
          ("ACC test", "acc_test"), ("empty clusters", "empty_clusters_train")],
         [("study NMI test", "nmi_test"), ("study NMI train", "nmi_train")],
     ),
+    "deepcluster": (
+        "DeepCluster / DeeperCluster (k-means pseudo-labels)",
+        [("NMI test", "nmi_test"), ("NMI train", "nmi_train"), ("ARI test", "ari_test"),
+         ("ACC test", "acc_test"), ("epochs", "epochs"),
+         ("pseudo-label train acc", "pseudo_label_accuracy")],
+        [("study epochs", "epochs"), ("study pseudo-label train acc", "pseudo_label_accuracy")],
+    ),
     "probe": (
         "Linear probes on features learned without labels",
         [("test top-1", "test_accuracy"), ("train top-1", "train_accuracy")],

@@ -1,0 +1,347 @@
+"""Tests of DeepCluster (k-means pseudo-labels) and of the deep-feature transformer.
+
+Every fit is tiny (narrow networks, a few epochs, 8x8 digits), so the whole file runs in
+well under a minute on two CPU cores.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone, is_clusterer
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.decomposition import PCA
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from estimators import DeepClusterClassifier, TorchCNNClassifier
+from estimators.deepcluster import (
+    _split_empty_clusters,
+    balanced_sample,
+    kmeans_torch,
+    pca_whiten,
+    reseed_empty_clusters,
+)
+from estimators.training import Callback
+from features import DeepFeatures
+from features.deep import final_linear, pooled_size
+
+TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
+
+# DeepCluster on the digits: a constant rate high enough for each epoch's fresh head.
+DEEPCLUSTER = dict(TINY, lr=0.5, random_state=0)
+
+# Measured: test NMI 0.60 after 10 epochs (seed 0); k-means on the raw pixels gets 0.74.
+DIGITS_NMI_FLOOR = 0.45
+# Measured: 0.96 test accuracy for logistic regression on the stage2 activations.
+DEEP_FEATURES_ACCURACY_FLOOR = 0.9
+
+CHECK_SETTINGS = dict(
+    module__widths=(8, 16, 16),
+    epochs=5,
+    batch_size=16,
+    optimizer="adam",
+    lr=0.05,
+    augment=False,
+    device="cpu",
+    verbose=0,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These tensors are tiny: a second thread gains nothing, and on a busy machine its
+    # waits for a shared core slow every operation down many times.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
+    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
+
+
+@pytest.fixture(scope="module")
+def small_digits(digits):
+    X_train, _, y_train, _ = digits
+    return X_train[:300], y_train[:300]
+
+
+@pytest.fixture(scope="module")
+def fitted_cnn(digits):
+    X_train, _, y_train, _ = digits
+    return TorchCNNClassifier(**TINY, epochs=3, random_state=0).fit(X_train, y_train)
+
+
+def _weights(estimator):
+    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}
+
+
+def _assert_same_weights(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
+
+
+# ------------------------------------------------------------------ clustering steps
+
+
+def test_reseed_empty_clusters_hands_half_of_the_largest():
+    labels = np.array([0] * 8 + [2] * 3)
+    reseeded = reseed_empty_clusters(labels, 5, np.random.default_rng(0))
+    assert np.bincount(reseeded, minlength=5).tolist() == [2, 2, 3, 2, 2]
+    # Only members of the largest cluster moved; the input is left as it was.
+    assert (reseeded[labels == 2] == 2).all()
+    assert np.bincount(labels).tolist() == [8, 0, 3]
+    unchanged = reseed_empty_clusters([1, 0, 1], 2, np.random.default_rng(0))
+    np.testing.assert_array_equal(unchanged, [1, 0, 1])
+
+
+def test_split_empty_clusters_perturbs_a_copy_of_a_large_centroid():
+    centroids = torch.tensor([[1.0, 1.0], [9.0, 9.0], [5.0, 5.0]])
+    counts = torch.tensor([1, 0, 6])
+    _split_empty_clusters(centroids, counts, torch.Generator().manual_seed(0))
+    # Only cluster 2 (more than one member) can be split.
+    assert counts.tolist() == [1, 3, 3]
+    torch.testing.assert_close(centroids[1] + centroids[2], torch.tensor([10.0, 10.0]))
+    assert not torch.equal(centroids[1], centroids[2])
+    assert torch.allclose(centroids[1], torch.tensor([5.0, 5.0]), atol=0.01)
+
+
+def test_balanced_sample_draws_every_cluster_equally():
+    labels = np.array([0] * 100 + [1] * 10 + [3] * 2)  # cluster 2 is empty
+    sample = balanced_sample(labels, 301, np.random.default_rng(0))
+    assert len(sample) == 301
+    counts = np.bincount(labels[sample], minlength=4)
+    assert counts[2] == 0
+    assert sorted(counts[[0, 1, 3]].tolist()) == [100, 100, 101]
+    # A large cluster is drawn without replacement, a small one with.
+    large = sample[labels[sample] == 0]
+    assert len(np.unique(large)) == len(large)
+    assert set(sample[labels[sample] == 3]) == {110, 111}
+
+
+def test_torch_kmeans_matches_sklearn_on_blobs():
+    X, y = make_blobs(n_samples=2000, centers=20, n_features=8, cluster_std=2.0, random_state=0)
+    X = X.astype(np.float32)
+
+    def inertia(labels):
+        return sum(((X[labels == k] - X[labels == k].mean(axis=0)) ** 2).sum() for k in set(labels))
+
+    ours, theirs = [], []
+    for seed in range(5):
+        generator = torch.Generator().manual_seed(seed)
+        labels = kmeans_torch(torch.from_numpy(X), 20, generator=generator)
+        assert labels.dtype == np.int64 and len(np.unique(labels)) == 20
+        ours.append((inertia(labels), adjusted_rand_score(y, labels)))
+        sklearn_labels = KMeans(20, n_init=1, random_state=seed).fit_predict(X)
+        theirs.append((inertia(sklearn_labels), adjusted_rand_score(y, sklearn_labels)))
+    (our_inertia, our_ari), (their_inertia, their_ari) = np.mean(ours, 0), np.mean(theirs, 0)
+    assert our_inertia <= 1.05 * their_inertia
+    assert our_ari >= their_ari - 0.05
+
+
+def test_pca_whiten_matches_sklearn_whitened_pca():
+    features = torch.randn(500, 6, generator=torch.Generator().manual_seed(0))
+    features = features @ torch.randn(6, 6, generator=torch.Generator().manual_seed(1))
+    whitened = pca_whiten(features, 4).numpy()
+    expected = PCA(4, whiten=True).fit_transform(features.numpy())
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    # Each principal axis is defined up to its sign.
+    np.testing.assert_allclose(np.abs(whitened), np.abs(expected), atol=1e-4)
+
+
+# ------------------------------------------------------------------ the estimator
+
+
+def test_deepcluster_clusters_digits(digits):
+    X_train, X_test, y_train, y_test = digits
+    deepcluster = DeepClusterClassifier(**DEEPCLUSTER, epochs=10).fit(X_train)
+    assert deepcluster.score(X_test, y_test) >= DIGITS_NMI_FLOOR
+    assert deepcluster.stop_reason_ == "max_epochs"
+    assert deepcluster.history_["epoch"] == list(range(1, 11))
+    assert is_clusterer(deepcluster)
+    assert deepcluster.labels_.dtype == np.int64
+    np.testing.assert_array_equal(deepcluster.labels_, deepcluster.predict(X_train))
+
+
+def test_labels_never_leak(small_digits):
+    X, y = small_digits
+    params = dict(DEEPCLUSTER, epochs=2)
+    without = DeepClusterClassifier(**params).fit(X)
+    with_labels = DeepClusterClassifier(**params).fit(X, y)
+    # The held-out set is only scored, never trained on.
+    with_eval = DeepClusterClassifier(**params, eval_set=(X[:100], y[:100])).fit(X)
+    for other in (with_labels, with_eval):
+        _assert_same_weights(_weights(without), _weights(other))
+        np.testing.assert_array_equal(without.labels_, other.labels_)
+
+
+def test_history_records_clustering_diagnostics(small_digits):
+    X, y = small_digits
+    deepcluster = DeepClusterClassifier(
+        **DEEPCLUSTER, epochs=3, reassign_every=2, eval_set=(X[:100], y[:100])
+    ).fit(X)
+    history = deepcluster.history_
+    assert {
+        "epoch", "loss", "accuracy", "lr", "seconds", "sizes_before", "sizes_after",
+        "n_empty_before", "nmi_previous", "eval_nmi", "eval_ari", "eval_acc",
+        "eval_empty_clusters",
+    } <= set(history[0])
+    assert all(sum(sizes) == len(X) and len(sizes) == 10 for sizes in history["sizes_after"])
+    assert all(min(sizes) > 0 for sizes in history["sizes_after"])
+    assert math.isnan(history[0]["nmi_previous"])
+    # Epoch 2 trains on epoch 1's clusters; epoch 3 reclusters.
+    assert history[1]["nmi_previous"] == 1.0
+    assert history[1]["sizes_after"] == history[0]["sizes_after"]
+    assert 0 <= history[2]["nmi_previous"] <= 1
+    assert all(0 <= nmi <= 1 for nmi in history["eval_nmi"])
+
+
+def test_torch_kmeans_backend_runs_on_cpu(small_digits):
+    X, _ = small_digits
+    deepcluster = DeepClusterClassifier(**DEEPCLUSTER, epochs=2, kmeans="torch").fit(X)
+    assert len(deepcluster.history_) == 2
+    assert all(min(sizes) > 0 for sizes in deepcluster.history_["sizes_after"])
+
+
+def test_reset_head_reinitialises_the_final_layer_only(small_digits):
+    X, _ = small_digits
+    deepcluster = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
+    head = final_linear(deepcluster.module_)
+    before = _weights(deepcluster)
+    with torch.random.fork_rng():
+        deepcluster._reset_head()
+    after = _weights(deepcluster)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed == {"head.3.weight"}
+    assert head.weight not in deepcluster.optimizer_.state
+    assert len(deepcluster.optimizer_.state) > 0
+
+
+class _CrashAfter(Callback):
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_end(self, estimator):
+        if len(estimator.history_) == self.n_epochs:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_path):
+    X, _ = small_digits
+    # The crash falls between two clusterings: the resumed epoch trains on saved clusters.
+    params = dict(DEEPCLUSTER, epochs=3, reassign_every=2)
+    uninterrupted = DeepClusterClassifier(**params).fit(X)
+    crashing = DeepClusterClassifier(**params, checkpoint_dir=tmp_path, callbacks=[_CrashAfter(1)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X)
+    resumed = DeepClusterClassifier(**params, checkpoint_dir=tmp_path).fit(X)
+    assert resumed.history_["loss"] == uninterrupted.history_["loss"]
+    assert resumed.history_["sizes_after"] == uninterrupted.history_["sizes_after"]
+    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+    np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
+
+
+def test_rejects_fewer_images_than_clusters(small_digits):
+    X, _ = small_digits
+    with pytest.raises(ValueError, match="should be >= n_clusters"):
+        DeepClusterClassifier(**TINY, n_clusters=20).fit(X[:10])
+
+
+@parametrize_with_checks(
+    [DeepClusterClassifier(**CHECK_SETTINGS)],
+    expected_failed_checks=lambda estimator: {
+        "check_clustering": "a network on 1x2-pixel images does not find 2-d blobs "
+        "(adjusted Rand index < 0.4)",
+    },
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_deepcluster_on_cuda_uses_torch_kmeans(digits):
+    X_train, X_test, y_train, y_test = digits
+    params = dict(DEEPCLUSTER, device="cuda", epochs=10)
+    deepcluster = DeepClusterClassifier(**params).fit(X_train)
+    assert deepcluster.score(X_test, y_test) >= DIGITS_NMI_FLOOR
+    X = torch.from_numpy(X_train.reshape(len(X_train), -1).astype(np.float32)).cuda()
+    labels = kmeans_torch(X, 10, generator=torch.Generator().manual_seed(0))
+    assert adjusted_rand_score(y_train, labels) > 0.5
+
+
+# ------------------------------------------------------------------ deep features
+
+
+def test_pooled_size():
+    assert pooled_size(256, 8, 8, 10000) == (6, 6)
+    assert pooled_size(32, 1, 64, 1000) == (1, 31)
+    assert pooled_size(16, 4, 4, 10000) == (4, 4)
+    assert pooled_size(512, 4, 4, 100) == (1, 1)
+
+
+def test_deep_features_in_a_classical_pipeline(digits):
+    X_train, X_test, y_train, y_test = digits
+    backbone = TorchCNNClassifier(**TINY, epochs=3, random_state=0)
+    pipeline = make_pipeline(
+        DeepFeatures(backbone, "stage2"), PCA(0.99), LogisticRegression(max_iter=1000)
+    )
+    pipeline.fit(X_train, y_train)
+    assert pipeline.score(X_test, y_test) >= DEEP_FEATURES_ACCURACY_FLOOR
+    deep = pipeline[0]
+    assert deep.backbone_ is not backbone and not hasattr(backbone, "module_")
+    assert deep.n_features_out_ == 32 * 2 * 2 == pipeline[1].n_features_in_
+
+
+def test_deep_features_leave_a_fitted_backbone_unchanged(digits, fitted_cnn):
+    X_train, X_test, y_train, _ = digits
+    weights = _weights(fitted_cnn)
+    attributes = set(vars(fitted_cnn))
+    predictions = fitted_cnn.predict_proba(X_test)
+    deep = DeepFeatures(fitted_cnn, "stage1", max_features=40).fit(X_train, y_train)
+    features = deep.transform(X_test)
+    assert deep.backbone_ is fitted_cnn
+    _assert_same_weights(weights, _weights(fitted_cnn))
+    assert set(vars(fitted_cnn)) == attributes
+    np.testing.assert_array_equal(predictions, fitted_cnn.predict_proba(X_test))
+    # stage1 is 16 maps of 4x4, pooled to 1x2 to stay within 40 features.
+    assert features.shape == (len(X_test), 32) and features.dtype == np.float32
+
+
+def test_deep_features_clone_and_frozen_backbone(digits, fitted_cnn):
+    X_train, X_test, y_train, _ = digits
+    deep = DeepFeatures(TorchCNNClassifier(**TINY, epochs=1), "stage2", max_features=64)
+    copy = clone(deep.set_params(backbone__module__widths=(8, 16, 16)))
+    assert copy.get_params()["backbone__module__widths"] == (8, 16, 16)
+    assert copy.get_params()["max_features"] == 64
+    # A frozen backbone survives clone (as in a grid search) and is not refitted.
+    frozen = FrozenEstimator(fitted_cnn)
+    deep = clone(DeepFeatures(frozen)).fit(X_train[:50], y_train[:50])
+    assert deep.backbone_ is frozen
+    assert deep.transform(X_test[:5]).shape == (5, 32)  # penultimate: 32 channels, pooled
+
+
+def test_deep_features_fit_an_unsupervised_backbone_without_labels(small_digits):
+    X, y = small_digits
+    backbone = DeepClusterClassifier(**DEEPCLUSTER, epochs=1)
+    deep = DeepFeatures(backbone).fit(X, y)
+    reference = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
+    _assert_same_weights(_weights(deep.backbone_), _weights(reference))
+    assert deep.transform(X[:4]).shape == (4, 32)
+
+
+def test_deep_features_unknown_layer_lists_the_valid_ones(small_digits, fitted_cnn):
+    X, y = small_digits
+    with pytest.raises(ValueError, match=r"\['stage1', 'stage2', 'stage3'\]"):
+        DeepFeatures(fitted_cnn, "stage4").fit(X, y)
