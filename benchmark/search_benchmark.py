@@ -115,6 +115,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     dataset = load_dataset(args.dataset, limit=args.limit)
     X, y = pca_features(dataset)
     folds = StratifiedKFold(args.folds, shuffle=True, random_state=0)
@@ -136,7 +137,8 @@ def main(argv=None):
         f"Measured {date.today()} on {platform.machine()} with {os.cpu_count()} CPUs, "
         f"{len(X)} training images, {X.shape[1]} PCA features, {args.folds}-fold CV. "
         f"GA: population {args.population or 'sqrt(grid size)'}, at most {args.generations} generations, "
-        f"patience {args.patience}.",
+        f"patience {args.patience}. Load average (1 min) {load_before:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end: above the CPU count, timings are inflated.",
         "## GA vs exhaustive search (paper grids)",
         "Both searches use the structure-aware estimators; *fits* counts candidates x folds, "
         "*fits computed* the fits that work sharing could not avoid.",
