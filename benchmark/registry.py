@@ -16,7 +16,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
-from estimators import DeepClusterClassifier, TorchCNNClassifier
+from estimators import (
+    DeepClusterClassifier,
+    LinearProbe,
+    TorchCNNClassifier,
+    TorchPseudoLabelClassifier,
+)
 from features import ImageFlattener, make_pca
 from search import GASearchCV, search_space, structured
 
@@ -249,6 +254,67 @@ DEEPCLUSTER_PAPER = {
 DEEPCLUSTER_PROFILES = {
     name: {**profiles, "paper": DEEPCLUSTER_PAPER} for name, profiles in CNN_PROFILES.items()
 }
+
+
+# The study's settings without test-time flips, which only the supervised CNN takes.
+UIC_PAPER = {name: value for name, value in PAPER_TRAINING.items() if name != "tta_flip"}
+UIC_PROFILES = {
+    "fast": {
+        "smoke": {"epochs": 1, "batch_size": 64, "module__widths": (16, 32, 32),
+                  "train_limit": 256},
+        # without the balanced sampler a few clusters swallow the rest (NMI 0.50 on digits)
+        "quick": {"epochs": 50, "balanced_sampler": True, "module__widths": (32, 64, 64),
+                  "train_limit": 10_000},
+        "paper": UIC_PAPER,
+    },
+    **{name: {
+        "smoke": {"epochs": 1, "batch_size": 32, "train_limit": 64},
+        "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05, "balanced_sampler": True},
+        "paper": UIC_PAPER,
+    } for name in ("alexnet", "resnet18", "vgg16bn")},
+}
+# Layers the study probed (SPEC section 6), and the fast network's middle stage.
+PROBE_LAYERS = {
+    "fast": ("stage2",),
+    "alexnet": ("conv3", "conv5"),
+    "resnet18": ("block3", "block5"),
+    "vgg16bn": ("conv",),
+}
+
+
+def _pseudo_label(arch, fixed, input):
+    def build(*, seed, n_jobs, n_classes, **settings):
+        return TorchPseudoLabelClassifier(arch, n_clusters=n_classes or 10, input=input,
+                                          random_state=seed, **fixed, **settings)
+
+    return build
+
+
+def _probe(arch, fixed, input, layer):
+    backbone = _pseudo_label(arch, fixed, input)
+
+    def build(*, seed, n_jobs, n_classes, **settings):
+        return LinearProbe(backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **settings),
+                           layer)
+
+    return build
+
+
+for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
+    for _input in ("rgb", "sobel"):
+        _uic = f"uic-{_name}-{_input}"
+        register(Method(
+            _uic, f"End-to-end pseudo-labels (Chen et al. 2020) on {_title}, {_input} input",
+            _pseudo_label(_arch, _fixed, _input), "clustering", supervised=False,
+            reference=_uic, profiles=UIC_PROFILES[_name],
+        ))
+        for _layer in PROBE_LAYERS[_name]:
+            _probe_name = f"probe-{_name}-{_input}-{_layer}"
+            register(Method(
+                _probe_name, f"Linear probe on {_layer} of {_uic}, trained without labels",
+                _probe(_arch, _fixed, _input, _layer), "probe", reference=_probe_name,
+                profiles=UIC_PROFILES[_name],
+            ))
 
 
 def _deepcluster(arch, fixed, input):

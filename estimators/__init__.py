@@ -4,6 +4,8 @@ from .architectures import build_network
 from .cnn import TorchCNNClassifier
 from .deepcluster import DeepClusterClassifier
 from .metrics import cluster_sizes, clustering_accuracy, clustering_scores
+from .probe import LinearProbe
+from .pseudolabel import TorchPseudoLabelClassifier, rebalance_clusters
 from .training import BaseTorchEstimator, Callback, Checkpoint, History, resolve_device
 
 __all__ = [
@@ -12,10 +14,13 @@ __all__ = [
     "Checkpoint",
     "DeepClusterClassifier",
     "History",
+    "LinearProbe",
     "TorchCNNClassifier",
+    "TorchPseudoLabelClassifier",
     "build_network",
     "cluster_sizes",
     "clustering_accuracy",
     "clustering_scores",
+    "rebalance_clusters",
     "resolve_device",
 ]

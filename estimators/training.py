@@ -443,7 +443,7 @@ class BaseTorchEstimator(BaseEstimator):
         return order.split(self.batch_size)
 
     @torch.no_grad()
-    def forward_batches(self, images, *, layer=None, flip=False):
+    def forward_batches(self, images, *, layer=None, flip=False, augment=False):
         """Outputs of the trained network for images, batch by batch, in eval mode.
 
         Parameters
@@ -454,6 +454,9 @@ class BaseTorchEstimator(BaseEstimator):
             Return the activations of this named layer instead of the class scores.
         flip : bool, default=False
             Flip the images horizontally first.
+        augment : bool, default=False
+            Draw a random augmentation of each image first (``augment_``, if any), as
+            the pseudo-label estimator's label pass does.
 
         Returns
         -------
@@ -465,7 +468,7 @@ class BaseTorchEstimator(BaseEstimator):
         outputs = []
         for batch in data.split(self.batch_size):
             with self._autocast():
-                x = self._inputs(batch, train=False, flip=flip)
+                x = self._inputs(batch, train=augment, flip=flip)
                 out = self.module_(x) if layer is None else self.module_.features(x, layer)
             outputs.append(out.float().cpu())
         return torch.cat(outputs)

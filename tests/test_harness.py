@@ -124,12 +124,34 @@ def test_argparse_errors_exit_2(capsys):
     assert stop.value.code == 2
 
 
-def test_run_all_prints_a_row_per_method_and_writes_results(tmp_path, capsys):
+def fake_record(method, dataset, *, profile, seed=0, **kwargs):
+    scores = {"nmi_test": 0.5} if method.table in ("clustering", "deepcluster") else {"test_accuracy": 0.5}
+    return {"method": method.name, "dataset": dataset.name, "profile": profile, "seed": seed,
+            "table": method.table, "reference": method.reference, "fit_time": 1.0, **scores}
+
+
+def test_run_all_prints_a_row_per_registered_method(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "run_method", fake_record)
     assert run_cli("run", "--all", "--profile", "smoke", "--out", str(tmp_path)) == 0
     out = capsys.readouterr().out
     for name in METHODS:
         assert f"| {name} " in out
     assert (tmp_path / "results.md").read_text() in out + "\n"
+    assert len(ResultStore(tmp_path).records()) == len(METHODS)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_method_builds_a_cloneable_estimator_under_every_profile(profile):
+    from sklearn.base import clone
+
+    for method in METHODS.values():
+        estimator = method.estimator(profile, seed=0, n_classes=10)
+        assert clone(estimator).get_params().keys() == estimator.get_params().keys()
+
+
+@pytest.mark.slow
+def test_run_all_smoke_trains_every_method(tmp_path, capsys):
+    assert run_cli("run", "--all", "--profile", "smoke", "--out", str(tmp_path)) == 0
     assert len(ResultStore(tmp_path).records()) == len(METHODS)
 
 
