@@ -8,6 +8,7 @@ own history record, which ends on a device synchronisation.
 """
 
 import argparse
+import os
 import platform
 import sys
 from datetime import date
@@ -42,6 +43,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     device = resolve_device()
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
     rows = []
@@ -60,7 +62,8 @@ def main(argv=None):
         f"Measured {date.today()} on {device.type} ({device_name or platform.machine()}, "
         f"{torch.get_num_threads()} CPU threads), torch {torch.__version__}, batch "
         f"{args.batch_size}, {args.images} random 32x32 RGB images per timed epoch, "
-        "augmentation on.",
+        f"augmentation on. Load average (1 min) {load_before:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end: above the CPU count, figures are deflated.",
         table,
     ])
     with open(args.out, "w") as file:
