@@ -1,14 +1,16 @@
 """Scikit-learn estimators backed by torch, and the clustering metrics they are judged by."""
 
 from .architectures import build_network
+from .clustering import BaseTorchClusterer, rebalance_clusters
 from .cnn import TorchCNNClassifier
 from .deepcluster import DeepClusterClassifier
 from .metrics import cluster_sizes, clustering_accuracy, clustering_scores
 from .probe import LinearProbe
-from .pseudolabel import TorchPseudoLabelClassifier, rebalance_clusters
+from .pseudolabel import TorchPseudoLabelClassifier
 from .training import BaseTorchEstimator, Callback, Checkpoint, History, resolve_device
 
 __all__ = [
+    "BaseTorchClusterer",
     "BaseTorchEstimator",
     "Callback",
     "Checkpoint",

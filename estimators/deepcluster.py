@@ -12,17 +12,15 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch.nn import functional as F
 
 from features.deep import final_linear, penultimate_features
 
-from .metrics import cluster_sizes, clustering_scores
-from .training import BaseTorchEstimator, Callback
+from .clustering import BaseTorchClusterer, rebalance_clusters
+from .metrics import cluster_sizes
 
 # faiss's k-means splits a cluster by scaling its centroid by 1 +/- this, alternating
 # the sign over dimensions; DeepCluster clustered with it.
@@ -163,51 +161,15 @@ def kmeans_torch(x, n_clusters, *, generator, max_iter=300):
     return labels.cpu().numpy()
 
 
-def reseed_empty_clusters(labels, n_clusters, rng):
-    """Give every empty cluster half of the largest cluster's members, drawn at random.
-
-    The guard after k-means (which may leave a cluster empty): while some cluster is
-    empty, the cluster with the most members hands half of them (rounded down) to it.
-    With at least as many samples as clusters, no cluster is empty afterwards.
-
-    Parameters
-    ----------
-    labels : array-like of shape (n_samples,)
-        Cluster of each sample, in ``range(n_clusters)``.
-    n_clusters : int
-        Number of clusters.
-    rng : numpy.random.Generator
-        Draws which members move.
-
-    Returns
-    -------
-    labels : ndarray of shape (n_samples,)
-        The re-seeded clusters (a new int64 array).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> reseed_empty_clusters([0, 0, 0, 0, 1, 1], 3, np.random.default_rng(0))
-    array([0, 0, 2, 2, 1, 1])
-    """
-    labels = np.array(labels, dtype=np.int64)
-    sizes = cluster_sizes(labels, n_clusters)
-    for empty in np.flatnonzero(sizes == 0):
-        largest = np.argmax(sizes)
-        members = np.flatnonzero(labels == largest)
-        moved = rng.choice(members, size=len(members) // 2, replace=False)
-        labels[moved] = empty
-        sizes[largest] -= len(moved)
-        sizes[empty] = len(moved)
-    return labels
-
-
 def balanced_sample(labels, n_samples, rng):
     """Indices of `n_samples` samples to which every non-empty cluster contributes equally.
 
     DeepCluster's sampler: each cluster gets ``n_samples / n_non_empty`` draws (the
     remainder going, one each, to clusters drawn at random), without replacement from a
-    cluster large enough and with replacement from a smaller one.
+    cluster large enough and with replacement from a smaller one. The quotas are exact,
+    as the paper's sampler had them; the pseudo-label method's ``balanced_sampler``
+    instead draws every image independently (see
+    :meth:`~estimators.pseudolabel.TorchPseudoLabelClassifier._balanced_batches`).
 
     Parameters
     ----------
@@ -245,24 +207,7 @@ def balanced_sample(labels, n_samples, rng):
 # ---------------------------------------------------------------- the estimator
 
 
-class _EvalSetScores(Callback):
-    """After each epoch, add the clustering scores of the held-out set to its record.
-
-    Runs after the epoch timer, so that scoring is not timed, and before the checkpoint,
-    so that the scores are saved with the history.
-    """
-
-    def __init__(self, images, y_true):
-        self.images = images
-        self.y_true = y_true
-
-    def on_epoch_end(self, estimator):
-        clusters = estimator.forward_batches(self.images).argmax(dim=1).numpy()
-        scores = clustering_scores(self.y_true, clusters, n_clusters=estimator.n_clusters)
-        estimator.history_[-1].update({f"eval_{name}": value for name, value in scores.items()})
-
-
-class DeepClusterClassifier(ClusterMixin, BaseTorchEstimator):
+class DeepClusterClassifier(BaseTorchClusterer):
     """Cluster images by training a network on k-means clusters of its own features.
 
     The method of "Deep Clustering for Unsupervised Learning of Visual Features" (Caron
@@ -272,7 +217,7 @@ class DeepClusterClassifier(ClusterMixin, BaseTorchEstimator):
        linear layer) of every training image, without augmentation;
     2. clustering: PCA to `pca_dim` whitened components, L2 normalisation, k-means
        with `n_clusters` clusters; a cluster left empty gets half of the largest one
-       (:func:`reseed_empty_clusters`);
+       (:func:`~estimators.clustering.rebalance_clusters`);
     3. the head's final linear layer is re-initialised (and its optimiser state
        dropped), since cluster ids carry no meaning from one clustering to the next.
 
@@ -400,15 +345,11 @@ class DeepClusterClassifier(ClusterMixin, BaseTorchEstimator):
     """
 
     _parameter_constraints = {
-        **BaseTorchEstimator._parameter_constraints,
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        **BaseTorchClusterer._parameter_constraints,
         "pca_dim": [Interval(Integral, 1, None, closed="left")],
         "kmeans": [StrOptions({"auto", "torch", "sklearn"})],
         "reassign_every": [Interval(Integral, 1, None, closed="left")],
-        "eval_set": [tuple, None],
     }
-    # Scoring a held-out set does not change training.
-    _resumable_params = (*BaseTorchEstimator._resumable_params, "eval_set")
 
     def __init__(
         self,
@@ -467,88 +408,12 @@ class DeepClusterClassifier(ClusterMixin, BaseTorchEstimator):
         self.reassign_every = reassign_every
         self.eval_set = eval_set
 
-    def fit(self, X, y=None):
-        """Train the network on k-means clusters of its own features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Training images: uint8 in [0, 255] or floats in [0, 1] (grey images may
-            omit the channel axis); or rows of features.
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : DeepClusterClassifier
-            The trained clusterer.
-        """
-        self._check_params()
-        images = self._validate_images(X, reset=True)
-        if len(images) < self.n_clusters:
-            raise ValueError(
-                f"n_samples={len(images)} should be >= n_clusters={self.n_clusters}."
-            )
-        self._eval_data = None if self.eval_set is None else self._validate_eval_set()
-        self._fit(images, None, n_outputs=self.n_clusters)
-        self.labels_ = self._clusters(images)
-        return self
-
-    def _validate_eval_set(self):
-        X, y = self.eval_set
-        images = self._validate_images(X, reset=False)
-        y = column_or_1d(y)
-        check_consistent_length(images, y)
-        return images, y
-
-    def predict(self, X):
-        """Cluster of each image: the argmax of the network's head.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Images of the shape seen in `fit`.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_images,)
-            Cluster ids, in ``range(n_clusters)``.
-        """
-        check_is_fitted(self)
-        return self._clusters(self._validate_images(X, reset=False))
-
-    def score(self, X, y):
-        """Normalised mutual information between the predicted clusters and `y`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Images of the shape seen in `fit`.
-        y : array-like of shape (n_images,)
-            True classes.
-
-        Returns
-        -------
-        score : float
-            NMI (:func:`sklearn.metrics.normalized_mutual_info_score`), in [0, 1].
-        """
-        return float(normalized_mutual_info_score(y, self.predict(X)))
-
-    def _clusters(self, images):
-        return self.forward_batches(images).argmax(dim=1).numpy()
-
     # ---------------------------------------------------------------- the loop
 
     def initialize(self, data, n_outputs):
         """Build every component of training, then forget any clusters of an earlier fit."""
         super().initialize(data, n_outputs)
         self._assignments = None
-
-    def initialize_callbacks(self):
-        """Build the base callbacks, with the `eval_set` scorer right after the timer."""
-        super().initialize_callbacks()
-        if self._eval_data is not None:
-            self.callbacks_.insert(1, _EvalSetScores(*self._eval_data))
 
     def run_epoch(self, data, targets, epoch):
         """Recluster (every `reassign_every` epochs), then train for one epoch on the clusters.
@@ -587,7 +452,7 @@ class DeepClusterClassifier(ClusterMixin, BaseTorchEstimator):
         features = penultimate_features(self, data.numpy()).to(self.device_)
         n_components = min(self.pca_dim, *features.shape)
         raw = self._kmeans(pca_whiten(features, n_components))
-        labels = reseed_empty_clusters(raw, self.n_clusters, self._rng)
+        labels = rebalance_clusters(raw, self.n_clusters, self._rng)
         previous, self._assignments = self._assignments, labels
         self._reset_head()
         sizes_before = cluster_sizes(raw, self.n_clusters)

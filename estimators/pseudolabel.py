@@ -7,73 +7,12 @@ overrides one layer of the shared loop (``run_epoch``) and reuses the rest.
 """
 
 import contextlib
-from numbers import Integral
 
-import numpy as np
 import torch
-from sklearn.base import ClusterMixin
-from sklearn.metrics import normalized_mutual_info_score
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils._param_validation import StrOptions
 
-from .metrics import cluster_sizes, clustering_scores
-from .training import BaseTorchEstimator, Callback
-
-
-def rebalance_clusters(labels, n_clusters, rng):
-    """Give every empty cluster half of the largest one's members, drawn at random.
-
-    While some cluster is empty, the cluster with the most members hands half of them
-    (rounded down) to it. With at least as many samples as clusters, no cluster is empty
-    afterwards, and none that had members before is emptied.
-
-    Parameters
-    ----------
-    labels : array-like of shape (n_samples,)
-        Cluster of each sample, in ``range(n_clusters)``.
-    n_clusters : int
-        Number of clusters.
-    rng : numpy.random.Generator
-        Draws which members move.
-
-    Returns
-    -------
-    labels : ndarray of shape (n_samples,)
-        The rebalanced clusters (a new array).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rebalance_clusters([0, 0, 0, 0, 1, 1], 3, np.random.default_rng(0))
-    array([0, 0, 2, 2, 1, 1])
-    """
-    labels = np.array(labels, dtype=np.int64)
-    sizes = cluster_sizes(labels, n_clusters)
-    for empty in np.flatnonzero(sizes == 0):
-        largest = np.argmax(sizes)
-        members = np.flatnonzero(labels == largest)
-        moved = rng.choice(members, size=len(members) // 2, replace=False)
-        labels[moved] = empty
-        sizes[largest] -= len(moved)
-        sizes[empty] = len(moved)
-    return labels
-
-
-class _EvalSetScores(Callback):
-    """After each epoch, add the clustering scores of the held-out set to its record.
-
-    Runs after the epoch timer, so that scoring is not timed, and before the checkpoint,
-    so that the scores are saved with the history.
-    """
-
-    def __init__(self, images, y_true):
-        self.images = images
-        self.y_true = y_true
-
-    def on_epoch_end(self, estimator):
-        clusters = estimator._clusters(self.images)
-        scores = clustering_scores(self.y_true, clusters, n_clusters=estimator.n_clusters)
-        estimator.history_[-1].update({f"eval_{name}": value for name, value in scores.items()})
+from .clustering import BaseTorchClusterer, rebalance_clusters
+from .metrics import cluster_sizes
 
 
 @contextlib.contextmanager
@@ -89,7 +28,7 @@ def _argmax_recorder(module):
         handle.remove()
 
 
-class TorchPseudoLabelClassifier(ClusterMixin, BaseTorchEstimator):
+class TorchPseudoLabelClassifier(BaseTorchClusterer):
     """Cluster images by training a network on its own balanced argmax pseudo-labels.
 
     The method of "Unsupervised Image Classification for Deep Representation Learning"
@@ -225,14 +164,10 @@ class TorchPseudoLabelClassifier(ClusterMixin, BaseTorchEstimator):
     """
 
     _parameter_constraints = {
-        **BaseTorchEstimator._parameter_constraints,
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        **BaseTorchClusterer._parameter_constraints,
         "label_pass": [StrOptions({"separate", "reuse"})],
         "balanced_sampler": ["boolean"],
-        "eval_set": [tuple, None],
     }
-    # Scoring a held-out set does not change training.
-    _resumable_params = (*BaseTorchEstimator._resumable_params, "eval_set")
 
     def __init__(
         self,
@@ -289,88 +224,12 @@ class TorchPseudoLabelClassifier(ClusterMixin, BaseTorchEstimator):
         self.balanced_sampler = balanced_sampler
         self.eval_set = eval_set
 
-    def fit(self, X, y=None):
-        """Train the network on its own pseudo-labels of the images.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Training images: uint8 in [0, 255] or floats in [0, 1] (grey images may
-            omit the channel axis); or rows of features.
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : TorchPseudoLabelClassifier
-            The trained clusterer.
-        """
-        self._check_params()
-        images = self._validate_images(X, reset=True)
-        if len(images) < self.n_clusters:
-            raise ValueError(
-                f"n_samples={len(images)} should be >= n_clusters={self.n_clusters}."
-            )
-        self._eval_data = None if self.eval_set is None else self._validate_eval_set()
-        self._fit(images, None, n_outputs=self.n_clusters)
-        self.labels_ = self._clusters(images)
-        return self
-
-    def _validate_eval_set(self):
-        X, y = self.eval_set
-        images = self._validate_images(X, reset=False)
-        y = column_or_1d(y)
-        check_consistent_length(images, y)
-        return images, y
-
-    def predict(self, X):
-        """Cluster of each image: the argmax of the network's head.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Images of the shape seen in `fit`.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_images,)
-            Cluster ids, in ``range(n_clusters)``.
-        """
-        check_is_fitted(self)
-        return self._clusters(self._validate_images(X, reset=False))
-
-    def score(self, X, y):
-        """Normalised mutual information between the predicted clusters and `y`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
-            Images of the shape seen in `fit`.
-        y : array-like of shape (n_images,)
-            True classes.
-
-        Returns
-        -------
-        score : float
-            NMI (:func:`sklearn.metrics.normalized_mutual_info_score`), in [0, 1].
-        """
-        return float(normalized_mutual_info_score(y, self.predict(X)))
-
-    def _clusters(self, images, augment=False):
-        return self.forward_batches(images, augment=augment).argmax(dim=1).numpy()
-
     # ---------------------------------------------------------------- the loop
 
     def initialize(self, data, n_outputs):
         """Build every component of training, then forget any labels of an earlier fit."""
         super().initialize(data, n_outputs)
         self._next_labels = None
-
-    def initialize_callbacks(self):
-        """Build the base callbacks, with the `eval_set` scorer right after the timer."""
-        super().initialize_callbacks()
-        if self._eval_data is not None:
-            self.callbacks_.insert(1, _EvalSetScores(*self._eval_data))
 
     def run_epoch(self, data, targets, epoch):
         """Label, rebalance, then train for one epoch on the pseudo-labels.
@@ -422,7 +281,14 @@ class TorchPseudoLabelClassifier(ClusterMixin, BaseTorchEstimator):
         return batches
 
     def _balanced_batches(self, n_images):
-        """Batches drawn with replacement, each cluster equally likely, then each image."""
+        """Batches drawn with replacement, each cluster equally likely, then each image.
+
+        The ``balanced_sampler`` of the pseudo-label method: every draw is independent
+        (on the estimator's torch generator), so clusters are balanced in expectation
+        only, and an image may come up more than once (which ``reuse`` relies on
+        mapping back). DeepCluster's exact per-cluster quotas are
+        :func:`~estimators.deepcluster.balanced_sample`.
+        """
         sizes = cluster_sizes(self._epoch_labels, self.n_clusters)
         weights = torch.from_numpy(1.0 / sizes[self._epoch_labels])
         n_draws = min(n_images, self._n_batches(n_images) * self.batch_size)

@@ -20,13 +20,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimators import DeepClusterClassifier, TorchCNNClassifier
+from estimators import DeepClusterClassifier, TorchCNNClassifier, rebalance_clusters
 from estimators.deepcluster import (
     _split_empty_clusters,
     balanced_sample,
     kmeans_torch,
     pca_whiten,
-    reseed_empty_clusters,
 )
 from estimators.training import Callback
 from features import DeepFeatures
@@ -98,12 +97,12 @@ def _assert_same_weights(first, second):
 
 def test_reseed_empty_clusters_hands_half_of_the_largest():
     labels = np.array([0] * 8 + [2] * 3)
-    reseeded = reseed_empty_clusters(labels, 5, np.random.default_rng(0))
+    reseeded = rebalance_clusters(labels, 5, np.random.default_rng(0))
     assert np.bincount(reseeded, minlength=5).tolist() == [2, 2, 3, 2, 2]
     # Only members of the largest cluster moved; the input is left as it was.
     assert (reseeded[labels == 2] == 2).all()
     assert np.bincount(labels).tolist() == [8, 0, 3]
-    unchanged = reseed_empty_clusters([1, 0, 1], 2, np.random.default_rng(0))
+    unchanged = rebalance_clusters([1, 0, 1], 2, np.random.default_rng(0))
     np.testing.assert_array_equal(unchanged, [1, 0, 1])
 
 

@@ -200,8 +200,12 @@ def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, ca
     assert not ResultStore(tmp_path).has("logreg", "digits", "smoke", 0)
 
 
-def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, capsys):
+def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, monkeypatch, capsys):
     from conftest import write_tree
+
+    monkeypatch.setattr(cli, "run_method", lambda method, *args, **kwargs: (
+        harness.run_method(method, *args, **kwargs) if method.name in ("kmeans", "svm")
+        else fake_record(method, *args, **kwargs)))
 
     rng = np.random.default_rng(0)
     photos = write_tree(tmp_path / "photos", {f"{i}.png": rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
@@ -210,7 +214,9 @@ def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, capsys):
     code = run_cli("run", "--all", "--dataset", str(photos), "--profile", "smoke", "--out", str(out),
                    "--cache-dir", str(tmp_path / "cache"))
     assert code == 0
-    assert [r["method"] for r in ResultStore(out).records()] == ["kmeans"]
+    clustering = {name for name, method in METHODS.items() if not method.supervised}
+    assert {r["method"] for r in ResultStore(out).records()} == clustering
+    assert "kmeans" in clustering and "uic-fast-rgb" in clustering
     assert run_cli("run", "--methods", "svm", "--dataset", str(photos), "--out", str(out),
                    "--cache-dir", str(tmp_path / "cache")) == 1
     assert "svm is supervised and needs labels" in capsys.readouterr().err
