@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from results import ResultStore, render_plots, render_report
 from search.backends import BACKENDS, parallel_backend
 
-from .datasets import BUILTIN_DATASETS, DataError, load_dataset
+from .datasets import DataError, load_dataset
 from .harness import run_method
 from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
 

@@ -75,3 +75,37 @@ def cifar_batches(tmp_path):
         with open(folder / name, "wb") as file:
             pickle.dump(batch, file)
     return folder
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: a second thread gains nothing, and on a busy machine its waits for a
+    shared core slow every operation down many times."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Digits as uint8 images, split 75/25, stratified: (X_train, X_test, y_train, y_test)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
+    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
+
+
+@pytest.fixture(scope="module")
+def small_digits(digits):
+    X_train, _, y_train, _ = digits
+    return X_train[:300], y_train[:300]
+
+
+def weights_of(estimator):
+    """A copy of a fitted torch estimator's weights, by name."""
+    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}

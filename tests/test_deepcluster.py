@@ -11,12 +11,11 @@ import pytest
 import torch
 from sklearn.base import clone, is_clusterer
 from sklearn.cluster import KMeans
-from sklearn.datasets import load_digits, make_blobs
+from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -30,6 +29,9 @@ from estimators.deepcluster import (
 from estimators.training import Callback
 from features import DeepFeatures
 from features.deep import final_linear, pooled_size
+from conftest import weights_of
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
 
@@ -53,40 +55,13 @@ CHECK_SETTINGS = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These tensors are tiny: a second thread gains nothing, and on a busy machine its
-    # waits for a shared core slow every operation down many times.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
-    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
-
-
-@pytest.fixture(scope="module")
-def small_digits(digits):
-    X_train, _, y_train, _ = digits
-    return X_train[:300], y_train[:300]
-
-
 @pytest.fixture(scope="module")
 def fitted_cnn(digits):
     X_train, _, y_train, _ = digits
     return TorchCNNClassifier(**TINY, epochs=3, random_state=0).fit(X_train, y_train)
 
 
-def _weights(estimator):
-    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}
-
-
-def _assert_same_weights(first, second):
+def _assert_sameweights_of(first, second):
     assert first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
@@ -182,7 +157,7 @@ def test_labels_never_leak(small_digits):
     # The held-out set is only scored, never trained on.
     with_eval = DeepClusterClassifier(**params, eval_set=(X[:100], y[:100])).fit(X)
     for other in (with_labels, with_eval):
-        _assert_same_weights(_weights(without), _weights(other))
+        _assert_sameweights_of(weights_of(without), weights_of(other))
         np.testing.assert_array_equal(without.labels_, other.labels_)
 
 
@@ -218,10 +193,10 @@ def test_reset_head_reinitialises_the_final_layer_only(small_digits):
     X, _ = small_digits
     deepcluster = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
     head = final_linear(deepcluster.module_)
-    before = _weights(deepcluster)
+    before = weights_of(deepcluster)
     with torch.random.fork_rng():
         deepcluster._reset_head()
-    after = _weights(deepcluster)
+    after = weights_of(deepcluster)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed == {"head.3.weight"}
     assert head.weight not in deepcluster.optimizer_.state
@@ -248,7 +223,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     resumed = DeepClusterClassifier(**params, checkpoint_dir=tmp_path).fit(X)
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
     assert resumed.history_["sizes_after"] == uninterrupted.history_["sizes_after"]
-    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
 
 
@@ -305,13 +280,13 @@ def test_deep_features_in_a_classical_pipeline(digits):
 
 def test_deep_features_leave_a_fitted_backbone_unchanged(digits, fitted_cnn):
     X_train, X_test, y_train, _ = digits
-    weights = _weights(fitted_cnn)
+    weights = weights_of(fitted_cnn)
     attributes = set(vars(fitted_cnn))
     predictions = fitted_cnn.predict_proba(X_test)
     deep = DeepFeatures(fitted_cnn, "stage1", max_features=40).fit(X_train, y_train)
     features = deep.transform(X_test)
     assert deep.backbone_ is fitted_cnn
-    _assert_same_weights(weights, _weights(fitted_cnn))
+    _assert_sameweights_of(weights, weights_of(fitted_cnn))
     assert set(vars(fitted_cnn)) == attributes
     np.testing.assert_array_equal(predictions, fitted_cnn.predict_proba(X_test))
     # stage1 is 16 maps of 4x4, pooled to 1x2 to stay within 40 features.
@@ -336,7 +311,7 @@ def test_deep_features_fit_an_unsupervised_backbone_without_labels(small_digits)
     backbone = DeepClusterClassifier(**DEEPCLUSTER, epochs=1)
     deep = DeepFeatures(backbone).fit(X, y)
     reference = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
-    _assert_same_weights(_weights(deep.backbone_), _weights(reference))
+    _assert_sameweights_of(weights_of(deep.backbone_), weights_of(reference))
     assert deep.transform(X[:4]).shape == (4, 32)
 
 

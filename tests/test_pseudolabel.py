@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_clusterer
-from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
 from estimators.probe import pool_size
 from estimators.training import Callback
+from conftest import weights_of
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
 # What reaches a test NMI of 0.61 to 0.65 (seeds 0, 1, 2) on the digits split in about
@@ -51,39 +52,13 @@ CHECK_SETTINGS = dict(
 PROBE_TEST_ACCURACY_FLOOR = 0.85
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread gains nothing and slows a busy machine down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
-    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
-
-
-@pytest.fixture(scope="module")
-def small_digits(digits):
-    X_train, _, y_train, _ = digits
-    return X_train[:300], y_train[:300]
-
-
 @pytest.fixture(scope="module")
 def fitted(digits):
     X_train, _, _, _ = digits
     return TorchPseudoLabelClassifier(**DIGITS).fit(X_train)
 
 
-def _weights(estimator):
-    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}
-
-
-def _assert_same_weights(first, second):
+def _assert_sameweights_of(first, second):
     assert first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
@@ -146,7 +121,7 @@ def test_labels_never_leak(small_digits):
     params = dict(TINY, epochs=2, label_pass="reuse", balanced_sampler=True, random_state=0)
     with_labels = TorchPseudoLabelClassifier(**params).fit(X, y)
     without = TorchPseudoLabelClassifier(**params).fit(X)
-    _assert_same_weights(_weights(with_labels), _weights(without))
+    _assert_sameweights_of(weights_of(with_labels), weights_of(without))
     np.testing.assert_array_equal(with_labels.labels_, without.labels_)
     for key in ("loss", "sizes_before", "sizes_after"):
         assert with_labels.history_[key] == without.history_[key]
@@ -163,7 +138,7 @@ def test_eval_set_records_scores_per_epoch_and_changes_nothing(small_digits, dig
         assert all(-1 <= value <= 1 for value in scored.history_[name])
     last_nmi = scored.score(X_test[:100], y_test[:100])
     assert scored.history_[-1]["eval_nmi"] == pytest.approx(last_nmi)
-    _assert_same_weights(_weights(scored), _weights(plain))
+    _assert_sameweights_of(weights_of(scored), weights_of(plain))
 
 
 def test_clusters_digits(fitted, digits):
@@ -245,7 +220,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     assert resumed.history_["epoch"] == [1, 2, 3]
     for key in ("loss", "sizes_before", "sizes_after"):
         assert resumed.history_[key] == uninterrupted.history_[key]
-    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
 
 
@@ -261,11 +236,11 @@ def test_pool_size_keeps_under_max_features():
 
 def test_probe_classifies_digits_linearly_and_leaves_the_backbone(fitted, digits):
     X_train, X_test, y_train, y_test = digits
-    before = _weights(fitted)
+    before = weights_of(fitted)
     probe = LinearProbe(fitted, "stage2").fit(X_train, y_train)
     assert probe.score(X_test, y_test) >= PROBE_TEST_ACCURACY_FLOOR
     assert probe.backbone_ is fitted
-    _assert_same_weights(_weights(fitted), before)
+    _assert_sameweights_of(weights_of(fitted), before)
     # One linear map from the 32 channels x 2 x 2 pooled activations to the 10 classes.
     assert probe.linear_.coef_.shape == (10, 128)
     assert probe.linear_.intercept_.shape == (10,)

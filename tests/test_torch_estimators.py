@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import TorchCNNClassifier, build_network
 from estimators.architectures import ARCHITECTURES
 from estimators.training import Callback, History, resolve_device
 from features.augment import RandomAugment, Sobel, make_input_transform
+from conftest import weights_of
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # Narrow enough to train in seconds on a CPU; the defaults are sized for a GPU.
 TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
@@ -38,34 +39,7 @@ CHECK_SETTINGS = dict(
 DIGITS_TEST_ACCURACY_FLOOR = 0.9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These tensors are tiny: a second thread gains nothing, and on a busy machine its
-    # waits for a shared core slow every operation down many times.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    X = np.rint(data.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
-    return train_test_split(X, data.target, test_size=0.25, random_state=0, stratify=data.target)
-
-
-@pytest.fixture(scope="module")
-def small_digits(digits):
-    X_train, _, y_train, _ = digits
-    return X_train[:300], y_train[:300]
-
-
-def _weights(estimator):
-    return {name: tensor.clone() for name, tensor in estimator.module_.state_dict().items()}
-
-
-def _assert_same_weights(first, second):
+def _assert_sameweights_of(first, second):
     assert first.keys() == second.keys()
     for name in first:
         torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
@@ -226,7 +200,7 @@ def test_same_seed_same_result(small_digits):
     torch.manual_seed(123)  # the global state before fit must not matter
     second = TorchCNNClassifier(**params, random_state=0).fit(X, y)
     other = TorchCNNClassifier(**params, random_state=1).fit(X, y)
-    _assert_same_weights(_weights(first), _weights(second))
+    _assert_sameweights_of(weights_of(first), weights_of(second))
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
     assert not torch.equal(first.module_.head[3].weight, other.module_.head[3].weight)
 
@@ -264,7 +238,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     assert counter.epochs_run_ == 1
     assert resumed.history_["epoch"] == [1, 2, 3]
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
-    _assert_same_weights(_weights(resumed), _weights(uninterrupted))
+    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
 
     with pytest.raises(ValueError, match="other parameters or data"):
         TorchCNNClassifier(**{**params, "lr": 0.01}, checkpoint_dir=tmp_path).fit(X, y)
