@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 from results import ResultStore, render_plots, render_report
 from search.backends import BACKENDS, parallel_backend
 
-from .datasets import DataError, load_dataset
+from .cluster import cluster_images
+from .datasets import DataError, load_dataset, load_images
 from .harness import run_method
 from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
 
@@ -64,6 +65,20 @@ def _parser():
                      help="skip unreadable image files and list them, instead of stopping")
     run.add_argument("--force", action="store_true", help="recompute finished records")
     run.set_defaults(command=run_command)
+
+    cluster = commands.add_parser(
+        "cluster", help="cluster a folder or archive of images, labelled or not")
+    cluster.add_argument("path", type=Path, metavar="PATH")
+    cluster.add_argument("--method", required=True, help="a clustering method, such as kmeans")
+    cluster.add_argument("--clusters", type=int, help="default: the number of classes, or 10")
+    cluster.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
+    cluster.add_argument("--out", type=Path, help="default runs/<dataset>-cluster-<method>")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
+    cluster.add_argument("--image-size", type=_image_size, metavar="HxW",
+                         help="resize every image instead of refusing mixed sizes")
+    cluster.add_argument("--skip-bad", action="store_true", help="skip unreadable image files")
+    cluster.set_defaults(command=cluster_command)
 
     report = commands.add_parser("report", help="write and print results.md of a run folder")
     report.add_argument("run_dir", type=Path, metavar="DIR")
@@ -148,6 +163,24 @@ def _run_all(methods, dataset, store, args):
               "again to resume.", file=sys.stderr)
         raise SystemExit(130) from None
     return failures
+
+
+def cluster_command(args):
+    """Cluster the images of a folder or archive and write assignments and contact sheets."""
+    check_profile(args.profile)
+    (method,) = get_methods([args.method])
+    dataset = load_images(args.path, cache_dir=args.cache_dir, image_size=args.image_size,
+                          skip_bad=args.skip_bad)
+    out_dir = args.out or Path("runs") / f"{dataset.name}-cluster-{method.name}"
+    summary = cluster_images(method, dataset, out_dir=out_dir, profile=args.profile,
+                             seed=args.seed, n_clusters=args.clusters)
+    print(f"{summary['n_images']} images in {summary['n_clusters']} clusters, written to "
+          f"{out_dir}: assignments.csv, cluster-NN.png, cluster-sizes.png")
+    print(f"cluster sizes: {summary['sizes']}")
+    if "nmi" in summary:
+        print("against the class folders: " + ", ".join(
+            f"{name.upper()} {summary[name]:.4f}" for name in ("nmi", "ari", "acc")))
+    return 0
 
 
 def report_command(args):

@@ -379,6 +379,40 @@ class _Tree:
     skipped: tuple
 
 
+def load_images(source, *, cache_dir=None, image_size=None, skip_bad=False):
+    """Every image of a folder or archive, unsplit, with its file name and class if any.
+
+    Parameters
+    ----------
+    source : str or path
+        A folder or .tar / .tar.gz / .tgz / .zip archive of images, with or without class
+        sub-folders (``<class>/<image>`` or ``train|test/<class>/<image>``).
+    cache_dir, image_size, skip_bad
+        As for :func:`load_dataset`.
+
+    Returns
+    -------
+    dataset : Dataset
+        All images in ``X_train``, their names in ``files``; ``y_train`` holds the class of
+        each image where the tree has class folders, else None.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path} does not exist.")
+    if not (path.is_dir() or _is_archive(path)):
+        raise DataError(f"{path} is not a folder or an archive ({', '.join(ARCHIVE_SUFFIXES)}).")
+    tree = _cached_tree(path, cache_dir, image_size, skip_bad)
+    parts = [p.split("/") for p in tree.paths]
+    depths = {len(p) for p in parts}
+    if depths == {1}:
+        return Dataset(_dataset_name(path), tree.images, None, files=tree.paths,
+                       skipped=tree.skipped)
+    class_names = [p[-2] for p in parts]
+    classes, y = np.unique(class_names, return_inverse=True)
+    return Dataset(_dataset_name(path), tree.images, y.astype(np.int64), classes=_names(classes),
+                   files=tree.paths, skipped=tree.skipped)
+
+
 def _cached_tree(path, cache_dir, image_size, skip_bad):
     options = {"format": _CACHE_FORMAT, "image_size": image_size, "skip_bad": skip_bad}
     key = hashlib.sha256(

@@ -10,6 +10,7 @@ layer of the shared loop (``run_epoch``) to make its targets.
 from numbers import Integral
 
 import numpy as np
+import torch
 from sklearn.base import ClusterMixin
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.utils._param_validation import Interval
@@ -157,6 +158,23 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
         """
         check_is_fitted(self)
         return self._clusters(self._validate_images(X, reset=False))
+
+    def predict_proba(self, X):
+        """How strongly each image belongs to each cluster: the softmax of the head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
+            Images of the shape seen in `fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_images, n_clusters)
+            Rows sum to 1; the argmax is :meth:`predict`.
+        """
+        check_is_fitted(self)
+        logits = self.forward_batches(self._validate_images(X, reset=False))
+        return torch.softmax(logits.double(), dim=1).numpy()
 
     def score(self, X, y):
         """Normalised mutual information between the predicted clusters and `y`.

@@ -84,3 +84,37 @@ def _save(figure, path):
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
+
+
+def plot_sizes(sizes, path, *, title):
+    """Bar chart of the number of images in each cluster."""
+    figure, axis = plt.subplots(figsize=(max(4, 0.35 * len(sizes)), 3.2))
+    axis.bar(np.arange(len(sizes)), sizes)
+    axis.set(title=title, xlabel="cluster", ylabel="images")
+    _save(figure, Path(path))
+
+
+def contact_sheet(images, path, *, columns=8, scale=2):
+    """Images side by side in a grid, as one PNG.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_images, height, width, channels), uint8
+        Images to show, in reading order.
+    path : path
+        Where to write the PNG.
+    columns : int, default=8
+        Images per row.
+    scale : int, default=2
+        Each pixel becomes a ``scale`` x ``scale`` block, so small images stay visible.
+    """
+    n, height, width, channels = images.shape
+    rows = -(-n // columns)
+    sheet = np.full((rows * (height + 1), columns * (width + 1), channels), 255, np.uint8)
+    for index, image in enumerate(images):
+        top, left = divmod(index, columns)
+        sheet[top * (height + 1) : top * (height + 1) + height,
+              left * (width + 1) : left * (width + 1) + width] = image
+    sheet = sheet.repeat(scale, axis=0).repeat(scale, axis=1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, sheet[..., 0] if channels == 1 else sheet, cmap="gray", vmin=0, vmax=255)

@@ -1,0 +1,89 @@
+"""Cluster a folder or archive of images that may have no labels, and show the clusters."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from estimators import cluster_sizes, clustering_scores
+from results.plots import contact_sheet, plot_sizes
+
+from .datasets import DataError
+
+SHEET_IMAGES = 64
+
+
+def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clusters=None):
+    """Fit a clustering method on every image and write what it found.
+
+    Writes ``assignments.csv`` (file, cluster, confidence), one contact sheet per cluster
+    (``cluster-NN.png``: its most confident images first) and ``cluster-sizes.png``.
+
+    Parameters
+    ----------
+    method : benchmark.registry.Method
+        An unsupervised method.
+    dataset : benchmark.datasets.Dataset
+        All images in ``X_train``, their names in ``files``, classes in ``y_train`` if any.
+    out_dir : path
+        Folder for the outputs; created if missing.
+    profile : str, default="quick"
+        Settings profile of the method.
+    seed : int, default=0
+        Seed of the method.
+    n_clusters : int, default=None
+        Number of clusters; defaults to the number of classes, or 10 without labels.
+
+    Returns
+    -------
+    summary : dict
+        ``n_images``, ``n_clusters``, ``sizes`` and, where the images have classes, ``nmi``,
+        ``ari``, ``acc`` and ``empty_clusters``.
+    """
+    if method.supervised:
+        raise DataError(f"{method.name} is supervised; the cluster command needs a clustering "
+                        "method (python -m benchmark list shows them).")
+    n_clusters = n_clusters or dataset.n_classes or 10
+    X = dataset.X_train
+    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(X)
+    labels = estimator.predict(X)
+    confidence = membership_confidence(estimator, X, labels)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_assignments(out_dir / "assignments.csv", dataset.files, labels, confidence)
+    sizes = cluster_sizes(labels, n_clusters)
+    plot_sizes(sizes, out_dir / "cluster-sizes.png", title=f"{method.name} on {dataset.name}")
+    for cluster in np.flatnonzero(sizes):
+        members = np.flatnonzero(labels == cluster)
+        best = members[np.argsort(-confidence[members], kind="stable")[:SHEET_IMAGES]]
+        contact_sheet(X[best], out_dir / f"cluster-{cluster:02d}.png")
+    summary = {"n_images": len(X), "n_clusters": n_clusters, "sizes": sizes.tolist()}
+    if dataset.labelled:
+        summary.update(clustering_scores(dataset.y_train, labels, n_clusters=n_clusters))
+    return summary
+
+
+def membership_confidence(estimator, X, labels):
+    """How sure the estimator is of each image's cluster, in [0, 1].
+
+    The probability of the assigned cluster where the estimator has ``predict_proba``;
+    for k-means, the softmax of the negative distances to the centres; else 1.
+    """
+    rows = np.arange(len(labels))
+    if hasattr(estimator, "predict_proba"):
+        return estimator.predict_proba(X)[rows, labels]
+    if hasattr(estimator, "transform"):
+        return softmax(-estimator.transform(X), axis=1)[rows, labels]
+    return np.ones(len(labels))
+
+
+def _write_assignments(path, files, labels, confidence):
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["file", "cluster", "confidence"])
+        for name, cluster, sure in zip(files, labels, confidence):
+            writer.writerow([name, int(cluster), f"{sure:.4f}"])
+    partial.replace(path)
