@@ -13,7 +13,7 @@ from search.backends import BACKENDS, parallel_backend
 
 from .cluster import cluster_images
 from .datasets import DataError, load_dataset, load_images
-from .harness import run_method
+from .harness import BackboneCache, run_method
 from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
 
 log = logging.getLogger("benchmark")
@@ -140,6 +140,7 @@ def run_command(args):
 
 def _run_all(methods, dataset, store, args):
     failures = []
+    backbones = BackboneCache()
     progress = tqdm(methods, desc="methods", unit="method", disable=None)
     try:
         for method in progress:
@@ -150,7 +151,8 @@ def _run_all(methods, dataset, store, args):
             checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
             try:
                 record = run_method(method, dataset, profile=args.profile, seed=args.seed,
-                                    n_jobs=args.n_jobs, checkpoint_dir=checkpoints)
+                                    n_jobs=args.n_jobs, checkpoint_dir=checkpoints,
+                                    fitted_backbones=backbones)
             except Exception as exc:  # one failing method must not stop the others
                 log.debug("%s failed", method.name, exc_info=True)
                 failures.append((method.name, f"{type(exc).__name__}: {exc}"))

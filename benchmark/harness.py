@@ -1,5 +1,6 @@
 """The harness: the only place that fits, times, scores and records a method."""
 
+import hashlib
 import os
 import platform
 import time
@@ -26,7 +27,8 @@ FITTED_SUMMARY = {
 }
 
 
-def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=None):
+def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=None,
+               fitted_backbones=None):
     """Fit one method on a dataset's training part and score it on both parts.
 
     Parameters
@@ -43,6 +45,10 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         Parallel jobs for estimators that take them.
     checkpoint_dir : path, default=None
         Where estimators that checkpoint their training save it, and resume it from.
+    fitted_backbones : BackboneCache, default=None
+        Torch estimators fitted by earlier rows of a run. A probe whose ``backbone`` would
+        train exactly as one of them (same class, parameters and training images) uses it
+        instead of training it again; the row then records ``backbone_reused``.
 
     Returns
     -------
@@ -66,6 +72,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         "estimator": repr(estimator),
         "environment": environment(),
     }
+    if fitted_backbones is not None and fitted_backbones.lend(estimator, train.X_train):
+        record["backbone_reused"] = True
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
     start = time.perf_counter()
     with count_fits() as shared:
@@ -76,6 +84,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         record.update(fits_computed=shared.computed, fits_saved=shared.saved)
     if shared.trees_requested:
         record.update(trees_requested=shared.trees_requested, trees_grown=shared.trees_grown)
+    if fitted_backbones is not None:
+        fitted_backbones.keep(estimator, train.X_train)
     if is_clusterer(estimator):
         record.update(clustering_record(estimator, train, dataset))
     else:
@@ -99,6 +109,47 @@ def _installed_version(name):
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+class BackboneCache:
+    """The last few torch clusterers a run fitted, lent to probes that would train them again.
+
+    Training is seeded, so a backbone with the same class, parameters (checkpoint folders
+    aside) and training images trains to the same network: lending the fitted one changes
+    no result and saves its whole training.
+
+    Parameters
+    ----------
+    size : int, default=2
+        How many fitted estimators to keep; a run registers each probe right after the
+        method it probes.
+    """
+
+    def __init__(self, size=2):
+        self.size = size
+        self._fitted = {}
+
+    def keep(self, estimator, X):
+        """Remember a fitted torch clusterer (anything else is ignored)."""
+        if is_clusterer(estimator) and hasattr(estimator, "module_"):
+            self._fitted[self._key(estimator, X)] = estimator
+            while len(self._fitted) > self.size:
+                del self._fitted[next(iter(self._fitted))]
+
+    def lend(self, estimator, X):
+        """Give ``estimator`` a fitted ``backbone`` if one matches; return whether one did."""
+        backbone = estimator.get_params(deep=False).get("backbone")
+        fitted = None if backbone is None else self._fitted.get(self._key(backbone, X))
+        if fitted is not None:
+            estimator.set_params(backbone=fitted)
+        return fitted is not None
+
+    @staticmethod
+    def _key(estimator, X):
+        params = {name: value for name, value in estimator.get_params(deep=False).items()
+                  if name not in ("checkpoint_dir", "verbose")}
+        data = hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
+        return type(estimator).__name__, repr(sorted(params.items())), X.shape, data
 
 
 def _route_checkpoints(estimator, checkpoint_dir):

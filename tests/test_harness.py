@@ -297,3 +297,16 @@ def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
     for line in images:
         path = tmp_path / line[line.index("(") + 1 : -1]
         assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(tmp_path):
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    assert run_cli("run", "--methods", "uic-fast-rgb,probe-fast-rgb-stage2", "--profile", "smoke",
+                   "--out", str(shared)) == 0
+    assert run_cli("run", "--methods", "probe-fast-rgb-stage2", "--profile", "smoke",
+                   "--out", str(alone)) == 0
+    reused = ResultStore(shared).read("probe-fast-rgb-stage2", "digits", "smoke", 0)
+    trained = ResultStore(alone).read("probe-fast-rgb-stage2", "digits", "smoke", 0)
+    assert reused["backbone_reused"] and "backbone_reused" not in trained
+    assert reused["test_accuracy"] == trained["test_accuracy"]
+    assert reused["train_accuracy"] == trained["train_accuracy"]
