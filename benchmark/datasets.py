@@ -354,8 +354,13 @@ def _encode_labels(y, path):
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"Labels in {path} must be one-dimensional; got shape {y.shape}.")
-    classes, encoded = np.unique(y, return_inverse=True)
-    return _names(classes), encoded.astype(np.int64)
+    return _class_indices(y)
+
+
+def _class_indices(labels):
+    """Sorted class names as strings, and each label's index among them (int64)."""
+    classes, indices = np.unique(labels, return_inverse=True)
+    return _names(classes), indices.astype(np.int64)
 
 
 def _names(classes):
@@ -407,10 +412,9 @@ def load_images(source, *, cache_dir=None, image_size=None, skip_bad=False):
     if depths == {1}:
         return Dataset(_dataset_name(path), tree.images, None, files=tree.paths,
                        skipped=tree.skipped)
-    class_names = [p[-2] for p in parts]
-    classes, y = np.unique(class_names, return_inverse=True)
-    return Dataset(_dataset_name(path), tree.images, y.astype(np.int64), classes=_names(classes),
-                   files=tree.paths, skipped=tree.skipped)
+    classes, y = _class_indices([p[-2] for p in parts])
+    return Dataset(_dataset_name(path), tree.images, y, classes=classes, files=tree.paths,
+                   skipped=tree.skipped)
 
 
 def _cached_tree(path, cache_dir, image_size, skip_bad):
@@ -579,9 +583,8 @@ def _tree_to_dataset(name, tree, seed, test_size):
     if depths == {3} and {p[0] for p in parts} <= {"train", "test"}:
         return _split_tree(name, tree, parts)
     if depths == {2}:
-        classes, y = np.unique([p[0] for p in parts], return_inverse=True)
-        dataset = _hold_out(name, tree.images, y.astype(np.int64), _names(classes), seed,
-                            test_size, tree.paths)
+        classes, y = _class_indices([p[0] for p in parts])
+        dataset = _hold_out(name, tree.images, y, classes, seed, test_size, tree.paths)
         return replace(dataset, skipped=tree.skipped)
     shallow = min(tree.paths, key=lambda p: p.count("/"))
     deep = max(tree.paths, key=lambda p: p.count("/"))
@@ -596,10 +599,9 @@ def _split_tree(name, tree, parts):
     if not {"train", "test"} <= set(splits):
         missing = ({"train", "test"} - set(splits)).pop()
         raise DataError(f"The {name} tree has a train/test layout but no {missing}/ images.")
-    classes, y = np.unique([p[1] for p in parts], return_inverse=True)
-    y = y.astype(np.int64)
+    classes, y = _class_indices([p[1] for p in parts])
     train, test = splits == "train", splits == "test"
     return Dataset(
-        name, tree.images[train], y[train], tree.images[test], y[test], _names(classes),
+        name, tree.images[train], y[train], tree.images[test], y[test], classes,
         tuple(np.asarray(tree.paths)[train]), tree.skipped,
     )

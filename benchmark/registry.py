@@ -282,16 +282,16 @@ PROBE_LAYERS = {
 }
 
 
-def _pseudo_label(arch, fixed, input):
+def _torch_clusterer(estimator_class, arch, fixed, input):
     def build(*, seed, n_jobs, n_classes, **settings):
-        return TorchPseudoLabelClassifier(arch, n_clusters=n_classes or 10, input=input,
-                                          random_state=seed, **fixed, **settings)
+        return estimator_class(arch, n_clusters=n_classes or 10, input=input,
+                               random_state=seed, **fixed, **settings)
 
     return build
 
 
 def _probe(arch, fixed, input, layer):
-    backbone = _pseudo_label(arch, fixed, input)
+    backbone = _torch_clusterer(TorchPseudoLabelClassifier, arch, fixed, input)
 
     def build(*, seed, n_jobs, n_classes, **settings):
         return LinearProbe(backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **settings),
@@ -305,8 +305,8 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
         _uic = f"uic-{_name}-{_input}"
         register(Method(
             _uic, f"End-to-end pseudo-labels (Chen et al. 2020) on {_title}, {_input} input",
-            _pseudo_label(_arch, _fixed, _input), "clustering", supervised=False,
-            reference=_uic, profiles=UIC_PROFILES[_name],
+            _torch_clusterer(TorchPseudoLabelClassifier, _arch, _fixed, _input), "clustering",
+            supervised=False, reference=_uic, profiles=UIC_PROFILES[_name],
         ))
         for _layer in PROBE_LAYERS[_name]:
             _probe_name = f"probe-{_name}-{_input}-{_layer}"
@@ -317,20 +317,13 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
             ))
 
 
-def _deepcluster(arch, fixed, input):
-    def build(*, seed, n_jobs, n_classes, **settings):
-        return DeepClusterClassifier(arch, n_clusters=n_classes or 10, input=input,
-                                     random_state=seed, **fixed, **settings)
-
-    return build
-
-
 for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
     for _input in ("rgb", "sobel"):
         register(Method(
             f"deepcluster-{_name}-{_input}",
             f"DeepCluster (k-means pseudo-labels) on {_title}, {_input} input",
-            _deepcluster(_arch, _fixed, _input), "deepcluster", supervised=False,
+            _torch_clusterer(DeepClusterClassifier, _arch, _fixed, _input), "deepcluster",
+            supervised=False,
             reference="deepercluster" if _name == "vgg16bn" else None,
             profiles=DEEPCLUSTER_PROFILES[_name],
         ))
