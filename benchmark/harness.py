@@ -46,9 +46,10 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     checkpoint_dir : path, default=None
         Where estimators that checkpoint their training save it, and resume it from.
     fitted_backbones : BackboneCache, default=None
-        Torch estimators fitted by earlier rows of a run. A probe whose ``backbone`` would
-        train exactly as one of them (same class, parameters and training images) uses it
-        instead of training it again; the row then records ``backbone_reused``.
+        Torch estimators fitted by earlier rows of a run. A probe or learned-features row
+        whose ``backbone`` would train exactly as one of them (same class, parameters and
+        training images) uses it instead of training it again; the row then records
+        ``backbone_reused``.
 
     Returns
     -------
@@ -138,12 +139,18 @@ class BackboneCache:
                 del self._fitted[next(iter(self._fitted))]
 
     def lend(self, estimator, X):
-        """Give ``estimator`` a fitted ``backbone`` if one matches; return whether one did."""
-        backbone = estimator.get_params(deep=False).get("backbone")
-        fitted = None if backbone is None else self._fitted.get(self._key(backbone, X))
-        if fitted is not None:
-            estimator.set_params(backbone=fitted)
-        return fitted is not None
+        """Give each ``backbone`` of ``estimator`` (nested ones too) a fitted twin if one matches.
+
+        Returns whether any was lent.
+        """
+        lent = {}
+        for name, value in estimator.get_params(deep=True).items():
+            if name == "backbone" or name.endswith("__backbone"):
+                fitted = self._fitted.get(self._key(value, X))
+                if fitted is not None:
+                    lent[name] = fitted
+        estimator.set_params(**lent)
+        return bool(lent)
 
     @staticmethod
     def _key(estimator, X):

@@ -91,7 +91,7 @@ class AlexNet(LayeredNetwork):
     The 11x11 stride-4 stem is replaced by a 5x5 stride-2 one, and batch norm follows each
     convolution (as in DeepCluster's AlexNet) unless `batch_norm` is False. Layers
     ``conv1`` to ``conv5`` are the outputs of each convolution's ReLU, before pooling.
-    The study upsamples 32x32 images to 64x64 for it (``upsample=64``).
+    The study enlarges 32x32 images to 64x64 for it (``upsample=2``).
 
     Parameters
     ----------

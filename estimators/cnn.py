@@ -26,9 +26,9 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         Network architecture (see :mod:`estimators.architectures`).
     input : {"rgb", "sobel"}, default="rgb"
         Feed the images' own channels, or the 2 Sobel gradients of their grey levels.
-    upsample : int or (int, int), default=None
-        Resize images to this size (bilinear) before the network; the study uses 64 for
-        AlexNet on 32x32 images.
+    upsample : float, default=None
+        Enlarge images by this factor (bilinear) before the network; the study enlarges
+        32x32 images to 64x64 for AlexNet (``upsample=2``).
     epochs : int, default=20
         Number of passes over the training images.
     batch_size : int, default=256

@@ -66,9 +66,9 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
         `history_`. Never trained on.
-    upsample : int or (int, int), default=None
-        Resize images to this size (bilinear) before the network; the study uses 64 for
-        AlexNet on 32x32 images.
+    upsample : float, default=None
+        Enlarge images by this factor (bilinear) before the network; the study enlarges
+        32x32 images to 64x64 for AlexNet (``upsample=2``).
     epochs : int, default=50
         Number of epochs (each one labels, rebalances and trains).
     batch_size : int, default=128

@@ -28,10 +28,12 @@ class RandomAugment(nn.Module):
 
     Parameters
     ----------
-    brightness, contrast, saturation : (float, float), default=(0.7, 1.3)
-        Range of the factor by which each image is brightened, contrasted and saturated.
-    hue : (float, float), default=(-0.2, 0.2)
-        Range of the hue shift, in turns of the colour wheel, within [-0.5, 0.5].
+    brightness, contrast, saturation : (float, float) or None, default=(0.7, 1.3)
+        Range of the factor by which each image is brightened, contrasted and saturated;
+        None leaves that property alone (and draws nothing for it).
+    hue : (float, float) or None, default=(-0.2, 0.2)
+        Range of the hue shift, in turns of the colour wheel, within [-0.5, 0.5]; None
+        leaves hues alone.
     flip_p : float, default=0.5
         Probability of a horizontal flip.
     crop_p : float, default=0.5
@@ -105,13 +107,19 @@ class RandomAugment(nn.Module):
 
     def _jitter_colours(self, images):
         n, device = len(images), images.device
-        images = (images * self._uniform(n, self.brightness, device)).clamp(0, 1)
-        mean = grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
-        images = _blend(images, mean, self._uniform(n, self.contrast, device))
+        if self.brightness is not None:
+            images = (images * self._uniform(n, self.brightness, device)).clamp(0, 1)
+        if self.contrast is not None:
+            mean = grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
+            images = _blend(images, mean, self._uniform(n, self.contrast, device))
         if images.shape[1] != 3:
             return images
-        images = _blend(images, grayscale(images), self._uniform(n, self.saturation, device))
-        return shift_hue(images, self._uniform(n, self.hue, device).view(n))
+        if self.saturation is not None:
+            factor = self._uniform(n, self.saturation, device)
+            images = _blend(images, grayscale(images), factor)
+        if self.hue is not None:
+            images = shift_hue(images, self._uniform(n, self.hue, device).view(n))
+        return images
 
     def _flip(self, images):
         flip = torch.rand(len(images), generator=self.generator) < self.flip_p
@@ -299,8 +307,8 @@ def make_input_transform(input="rgb", upsample=None, *, mean=None, std=None):
     input : {"rgb", "sobel"}, default="rgb"
         "rgb" feeds the image's own channels (grey or colour); "sobel" feeds the 2 Sobel
         gradient channels of its grey levels.
-    upsample : int or (int, int), default=None
-        Size (height, width) the images are resized to, bilinearly; None keeps their size.
+    upsample : float, default=None
+        Factor the images are enlarged by, bilinearly; None keeps their size.
     mean, std : sequence of float, default=None
         Per-channel mean and standard deviation to standardise with; None skips it.
 
@@ -312,7 +320,7 @@ def make_input_transform(input="rgb", upsample=None, *, mean=None, std=None):
     Examples
     --------
     >>> import torch
-    >>> make_input_transform("sobel", upsample=64)(torch.rand(2, 3, 32, 32)).shape
+    >>> make_input_transform("sobel", upsample=2)(torch.rand(2, 3, 32, 32)).shape
     torch.Size([2, 2, 64, 64])
     """
     if input not in ("rgb", "sobel"):
@@ -323,7 +331,7 @@ def make_input_transform(input="rgb", upsample=None, *, mean=None, std=None):
     if input == "sobel":
         steps.append(Sobel())
     if upsample is not None:
-        steps.append(nn.Upsample(size=upsample, mode="bilinear", align_corners=False))
+        steps.append(nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=False))
     return nn.Sequential(*steps)
 
 

@@ -15,6 +15,12 @@ TABLES = {
         [("study test acc", "test_accuracy"), ("study train acc", "train_accuracy"),
          ("study F1", "f1")],
     ),
+    "learned": (
+        "Classical models on features learned without labels (PCA 99%)",
+        [("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
+         ("test acc", "test_accuracy"), ("train acc", "train_accuracy")],
+        [],
+    ),
     "cnn": (
         "Supervised CNNs",
         [("test top-1", "test_accuracy"), ("train top-1", "train_accuracy")],

@@ -17,6 +17,8 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .structured import model_key
+
 __all__ = ["FloatRange", "GASearchCV", "IntRange"]
 
 # A pickled Individual is found again by its name in deap.creator, so the
@@ -235,7 +237,11 @@ class GASearchCV(BaseSearchCV):
     pass unchanged to the next generation. The fitness of a candidate is its
     mean cross-validated score. Each generation's unseen candidates are
     evaluated together, so ``n_jobs`` and the active joblib backend (local
-    processes, or Dask) spread their fits; no candidate is fitted twice.
+    processes, or Dask) spread their fits. No candidate is fitted twice, nor
+    is a candidate that a structure-aware estimator
+    (:func:`~search.structured.structured`) proves to fit the model of one
+    already scored (a kNN that differs only in `algorithm`): it takes that
+    score and does not appear in ``cv_results_``.
 
     Everything else (cross-validation, scoring, refit, ``cv_results_``)
     behaves as in :class:`~sklearn.model_selection.GridSearchCV`.
@@ -467,6 +473,7 @@ class GASearchCV(BaseSearchCV):
         logbook = tools.Logbook()
         logbook.header = ["gen", "n_new", "best", "mean", "std", "max"]
         scores = {}  # genes -> mean test score of the fitness metric
+        models = {}  # model key -> genes of the candidate that scored it
 
         population = toolbox.population(n=self.population_size)
         stop_reason, best, stalled = "generations", -math.inf, 0
@@ -476,7 +483,7 @@ class GASearchCV(BaseSearchCV):
                     population, hall_of_fame, set(scores), toolbox, rng
                 )
             n_new = self._evaluate(
-                population, names, dimensions, scores, evaluate_candidates
+                population, names, dimensions, scores, models, evaluate_candidates
             )
             hall_of_fame.update(population)
             previous_best, best = best, hall_of_fame[0].fitness.values[0]
@@ -556,24 +563,34 @@ class GASearchCV(BaseSearchCV):
             seen.add(tuple(individual))
         return elites + offspring
 
-    def _evaluate(self, population, names, dimensions, scores, evaluate_candidates):
-        """Set the population's fitness, fitting only unseen candidates.
+    def _evaluate(self, population, names, dimensions, scores, models, evaluate_candidates):
+        """Set the population's fitness, fitting only candidates of unseen models.
 
-        Returns the number of candidates fitted.
+        A candidate whose model (:func:`~search.structured.model_key`) was
+        already scored, or is in this batch, takes that score. `models` maps
+        each model key scored to its candidate's genes. Returns the number of
+        candidates fitted.
         """
-        new = {}
+        new, twins = {}, {}
         for individual in population:
             genes = tuple(individual)
-            if genes not in scores and genes not in new:
-                new[genes] = {
-                    name: dim._decode(gene)
-                    for name, dim, gene in zip(names, dimensions, genes)
-                }
+            if genes in scores or genes in new or genes in twins:
+                continue
+            params = {
+                name: dim._decode(gene) for name, dim, gene in zip(names, dimensions, genes)
+            }
+            key = model_key(self.estimator, params)
+            if key in models:
+                twins[genes] = models[key]
+            else:
+                models[key] = genes
+                new[genes] = params
         if new:
             results = evaluate_candidates(list(new.values()))
             # Results accumulate over calls: this generation's are the last rows.
             new_scores = results[self._fitness_key(results)][-len(new) :]
             scores.update(zip(new, new_scores.tolist()))
+        scores.update({genes: scores[twin] for genes, twin in twins.items()})
         for individual in population:
             individual.fitness.values = (_fitness(scores[tuple(individual)]),)
         return len(new)

@@ -60,6 +60,7 @@ __all__ = [
     "SharedSVC",
     "clear_cache",
     "count_fits",
+    "model_key",
     "set_cache_limit",
     "structured",
 ]
@@ -529,6 +530,9 @@ class SharedNeighborsClassifier(KNeighborsClassifier):
     0.967
     """
 
+    # How the shared query runs, never what it answers.
+    _ignored_params = ("algorithm", "leaf_size", "n_jobs")
+
     def fit(self, X, y):
         """Fit the k-nearest neighbours classifier from the training data.
 
@@ -758,13 +762,18 @@ class SharedSVC(_SharedFitMixin, SVC):
     True
     """
 
+    _ignored_params = ("verbose", "cache_size")
+
+    def _unused_kernel_params(self):
+        used = _KERNEL_PARAMS[self.kernel] if isinstance(self.kernel, str) else ()
+        return tuple(name for name in ("gamma", "coef0", "degree") if name not in used)
+
     def _share_key(self, X, y, sample_weight):
         # `probability` is deprecated and defaults to "deprecated" (False).
         if self.probability is True and not isinstance(self.random_state, Integral):
             return None
-        used = _KERNEL_PARAMS[self.kernel] if isinstance(self.kernel, str) else ()
-        unused = {name: None for name in ("gamma", "coef0", "degree") if name not in used}
-        params = _params_key(self, ("verbose", "cache_size"), **unused)
+        unused = dict.fromkeys(self._unused_kernel_params())
+        params = _params_key(self, self._ignored_params, **unused)
         return params, _data_key(X, y, sample_weight)
 
 
@@ -774,6 +783,54 @@ _TWINS = {
     RandomForestClassifier: SharedForestClassifier,
     SVC: SharedSVC,
 }
+
+
+def model_key(estimator, params):
+    """What of `params` can change the model `estimator` fits, as a hashable key.
+
+    Two parameter sets with equal keys fit the same model on any data, so a
+    search that has scored one need not score the other: the keys drop kNN's
+    `algorithm`, `leaf_size` and `n_jobs` and an SVC's `verbose`,
+    `cache_size` and the kernel parameters its kernel does not read. Only the
+    shared twins (:func:`structured`) are read this way; for any other
+    estimator the key is the parameters themselves.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        The searched estimator: a shared twin, or a pipeline ending in one.
+
+    params : dict
+        Parameter name -> value, as a search sets them (with a pipeline's
+        step prefix).
+
+    Returns
+    -------
+    key : str
+        Equal for parameter sets that fit the same model.
+
+    Examples
+    --------
+    >>> knn = SharedNeighborsClassifier()
+    >>> model_key(knn, {"n_neighbors": 3, "algorithm": "kd_tree"}) == model_key(
+    ...     knn, {"n_neighbors": 3, "algorithm": "brute"})
+    True
+    """
+    model, prefix = estimator, ""
+    if isinstance(estimator, Pipeline):
+        name, model = estimator.steps[-1]
+        prefix = f"{name}__"
+    own = {name[len(prefix):]: value for name, value in params.items()
+           if name.startswith(prefix) and "__" not in name[len(prefix):]}
+    ignored = set()
+    if isinstance(model, (SharedNeighborsClassifier, SharedSVC)):
+        candidate = clone(model).set_params(**own)
+        ignored.update(candidate._ignored_params)
+        if isinstance(candidate, SharedSVC):
+            ignored.update(candidate._unused_kernel_params())
+    kept = {name: value for name, value in params.items()
+            if not (name.startswith(prefix) and name[len(prefix):] in ignored)}
+    return joblib.hash(kept)
 
 
 def structured(estimator):

@@ -310,3 +310,22 @@ def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(t
     assert reused["backbone_reused"] and "backbone_reused" not in trained
     assert reused["test_accuracy"] == trained["test_accuracy"]
     assert reused["train_accuracy"] == trained["train_accuracy"]
+
+
+def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    methods = "uic-fast-rgb,learned-logreg,learned-kmeans"
+    assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(shared)) == 0
+    assert run_cli("run", "--methods", "learned-logreg", "--profile", "smoke",
+                   "--out", str(alone)) == 0
+    store = ResultStore(shared)
+    reused = store.read("learned-logreg", "digits", "smoke", 0)
+    trained = ResultStore(alone).read("learned-logreg", "digits", "smoke", 0)
+    assert reused["backbone_reused"] and "backbone_reused" not in trained
+    assert reused["test_accuracy"] == trained["test_accuracy"]
+    # one epoch on 256 images, labels never seen: the features still separate digits
+    assert reused["test_accuracy"] >= 0.8
+    kmeans = store.read("learned-kmeans", "digits", "smoke", 0)
+    assert kmeans["backbone_reused"] and kmeans["nmi_test"] > 0.3
+    report = (shared / "results.md").read_text()
+    assert "## Classical models on features learned without labels" in report

@@ -26,6 +26,7 @@ from search import (
     IntRange,
     prefixed,
     search_space,
+    structured,
 )
 
 ESTIMATORS = {
@@ -192,6 +193,23 @@ def test_no_candidate_is_fitted_twice_and_a_finite_space_stops_when_exhausted(di
     assert len(params) == len(set(params)) == 6
     assert search.stop_reason_ == "exhausted"
     assert search.n_generations_ < 20
+
+
+def test_candidates_of_one_model_are_scored_once(digits):
+    # kNN's algorithm and a linear SVC's gamma cannot change the fitted model
+    for estimator, space, n_models in [
+        (KNeighborsClassifier(), {"n_neighbors": [1, 3],
+                                  "algorithm": ["auto", "ball_tree", "kd_tree", "brute"]}, 2),
+        (SVC(), {"kernel": ["linear", "rbf"], "gamma": [1e-3, 1e-4]}, 3),
+    ]:
+        search = GASearchCV(
+            structured(estimator), space, cv=CV, population_size=4, generations=20,
+            patience=None, random_state=0,
+        ).fit(*digits)
+        assert len(search.cv_results_["params"]) == n_models
+        assert search.stop_reason_ == "exhausted"
+        grid = GridSearchCV(structured(estimator), space, cv=CV).fit(*digits)
+        assert search.best_score_ == grid.best_score_
 
 
 class _CountingSearch(GASearchCV):

@@ -12,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import TorchCNNClassifier, build_network
 from estimators.architectures import ARCHITECTURES
-from estimators.training import Callback, History, resolve_device
+from estimators.training import Callback, History, has_native_bfloat16, resolve_device
 from features.augment import RandomAugment, Sobel, make_input_transform
 from conftest import weights_of
 
@@ -68,7 +68,7 @@ def test_augment_draws_parameters_per_image():
 def test_augment_flips_some_images_of_a_batch_only():
     images = torch.rand(32, 1, 8, 8)
     flip_only = RandomAugment(
-        brightness=(1, 1), contrast=(1, 1), crop_p=0.0, generator=torch.Generator().manual_seed(0)
+        brightness=None, contrast=None, crop_p=0.0, generator=torch.Generator().manual_seed(0)
     )
     augmented = flip_only(images)
     flipped = (augmented == images.flip(-1)).flatten(1).all(dim=1)
@@ -94,7 +94,7 @@ def test_sobel_gives_two_gradient_channels():
 
 
 def test_input_transform_sobel_then_upsample():
-    transform = make_input_transform("sobel", upsample=64, mean=[0.5] * 3, std=[0.25] * 3)
+    transform = make_input_transform("sobel", upsample=2, mean=[0.5] * 3, std=[0.25] * 3)
     assert transform(torch.rand(2, 3, 32, 32)).shape == (2, 2, 64, 64)
     images = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(make_input_transform("rgb")(images), images)
@@ -203,6 +203,19 @@ def test_same_seed_same_result(small_digits):
     _assert_sameweights_of(weights_of(first), weights_of(second))
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
     assert not torch.equal(first.module_.head[3].weight, other.module_.head[3].weight)
+
+
+@pytest.mark.parametrize("upsample", [None, 4])
+def test_mixed_precision_only_for_large_inputs_on_bfloat16_hardware(small_digits, upsample):
+    X, y = small_digits
+    params = dict(TINY, epochs=1, upsample=upsample)
+    first = TorchCNNClassifier(**params, random_state=0).fit(X, y)
+    second = TorchCNNClassifier(**params, random_state=0).fit(X, y)
+    # 8x8 digits stay in float32; enlarged to 32x32 they use bfloat16 where it is native.
+    native = has_native_bfloat16(first.device_)
+    assert first.mixed_precision_ == (upsample is not None and native)
+    assert first.predict_proba(X).dtype == np.float64
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
 
 
 class _CrashAfter(Callback):
