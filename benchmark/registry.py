@@ -23,7 +23,7 @@ from estimators import (
     TorchPseudoLabelClassifier,
 )
 from features import DeepFeatures, ImageFlattener, make_pca
-from search import GASearchCV, search_space, structured
+from search import GASearchCV, SubsetKFold, search_space, structured
 
 PROFILES = MappingProxyType({
     "smoke": "seconds, for tests",
@@ -143,10 +143,15 @@ CLASSICAL_MODELS = {
 }
 # An RBF SVM's fit grows with the square of the training set.
 SVM_TRAIN_LIMITS = {"smoke": 500, "quick": 10_000}
+# `search_limit`: the folds are drawn from at most this many training images, and the best
+# candidate is refitted on all of them (search.SubsetKFold).
 SEARCH_SETTINGS = {
-    "smoke": {"space": "smoke", "cv": 2, "population_size": 4, "generations": 3},
-    "quick": {"space": "quick", "cv": 3, "population_size": 8, "generations": 10},
-    "paper": {"space": "paper", "cv": 5, "population_size": 20, "generations": 30},
+    "smoke": {"space": "smoke", "cv": 2, "search_limit": None, "population_size": 4,
+              "generations": 3},
+    "quick": {"space": "quick", "cv": 3, "search_limit": 10_000, "population_size": 8,
+              "generations": 10},
+    "paper": {"space": "paper", "cv": 5, "search_limit": None, "population_size": 20,
+              "generations": 30},
 }
 
 
@@ -157,11 +162,13 @@ def _default_model(name):
     return build
 
 
-def tuned_search(name, tuner, *, seed, n_jobs, space, cv, population_size, generations):
+def tuned_search(name, tuner, *, seed, n_jobs, space, cv, search_limit, population_size,
+                 generations):
     """A search over the space of classical model `name`, by grid ("grid") or GA ("ga")."""
     # candidates run in parallel, so each model fits on one core
     model = structured(CLASSICAL_MODELS[name][1](seed, None))
     grid = search_space(name, space)
+    cv = SubsetKFold(cv, max_samples=search_limit, random_state=seed)
     if tuner == "grid":
         return GridSearchCV(model, grid, cv=cv, n_jobs=n_jobs)
     return GASearchCV(model, grid, cv=cv, n_jobs=n_jobs, random_state=seed,

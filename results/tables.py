@@ -46,6 +46,9 @@ TABLES = {
     ),
 }
 TIMING = [("fit s", "fit_time")]
+# A study column's cell for a figure the study did not report; an empty cell is one of ours
+# that a run failed to fill.
+NOT_IN_STUDY = "–"
 
 
 def render_report(frame, *, title="Results", plots=()):
@@ -73,8 +76,9 @@ def render_report(frame, *, title="Results", plots=()):
             sections.append(f"## {heading}\n\n{_table(rows, ours + TIMING, study)}")
     sections.append(
         "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
-        "(50,000 train / 10,000 test); every other figure was measured by this toolkit on the "
-        "dataset named in the row. Figures are means over seeds."
+        f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every other "
+        "figure was measured by this toolkit on the dataset named in the row. Figures are "
+        "means over seeds."
     )
     if plots:
         sections.append("## Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots))
@@ -92,7 +96,8 @@ def _table(rows, ours, study):
         line = [method, dataset, profile, int(row["seeds"])]
         line += [_number(row.get(field)) for _, field in ours]
         figures = STUDY.get(row["reference"], {})
-        line += [_number(figures.get(field)) for _, field in study]
+        line += [_number(figures[field]) if field in figures else NOT_IN_STUDY
+                 for _, field in study]
         body.append(line)
     headers = ["method", "dataset", "profile", "seeds"] + [h for h, _ in ours + study]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)

@@ -4,6 +4,7 @@ estimators that make exhaustive grids affordable, and joblib backends (local or 
 from .backends import BACKENDS, parallel_backend
 from .genetic import FloatRange, GASearchCV, IntRange
 from .grids import SEARCH_SPACES, prefixed, search_space
+from .splits import SubsetKFold
 from .structured import (
     FitStats,
     SharedForestClassifier,
@@ -27,6 +28,7 @@ __all__ = [
     "SharedLogisticRegression",
     "SharedNeighborsClassifier",
     "SharedSVC",
+    "SubsetKFold",
     "clear_cache",
     "count_fits",
     "parallel_backend",

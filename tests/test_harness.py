@@ -329,3 +329,18 @@ def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_
     assert kmeans["backbone_reused"] and kmeans["nmi_test"] > 0.3
     report = (shared / "results.md").read_text()
     assert "## Classical models on features learned without labels" in report
+
+
+def test_report_of_a_run_fills_every_cell_of_every_table(tmp_path):
+    methods = ("rf,svm-ga,cnn-fast,uic-fast-rgb,probe-fast-rgb-stage2,learned-svm,"
+               "deepcluster-vgg16bn-rgb,kmeans")
+    assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(tmp_path)) == 0
+    report = (tmp_path / "results.md").read_text()
+    rows = [line for line in report.splitlines()
+            if line.startswith("| ") and not line.startswith("|--")]
+    tables = [line for line in report.splitlines() if line.startswith("## ")]
+    assert len(tables) == 7  # classical, learned, cnn, clustering, deepcluster, probe; plots
+    assert len(rows) == len(methods.split(",")) + len(tables) - 1  # one header per table
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        assert all(cells), row

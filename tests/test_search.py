@@ -25,6 +25,7 @@ from search import (
     GASearchCV,
     IntRange,
     prefixed,
+    SubsetKFold,
     search_space,
     structured,
 )
@@ -377,3 +378,40 @@ def test_sklearn_compatible(estimator, check):
         # and the check imports torch and cupy namespaces (seconds per case).
         pytest.skip("array API input is the estimator's concern")
     check(estimator)
+
+
+# --- cross-validation on a subset ------------------------------------------------
+
+def test_subset_folds_are_stratified_repeatable_and_within_the_subset(digits):
+    X, y = digits
+    cv = SubsetKFold(3, max_samples=150, random_state=0)
+    folds = list(cv.split(X, y))
+    assert [list(map(list, fold)) for fold in cv.split(X, y)] == [
+        list(map(list, fold)) for fold in folds
+    ]
+    tests = np.concatenate([test for _, test in folds])
+    assert len(tests) == len(set(tests)) == 150
+    for train, test in folds:
+        assert not set(train) & set(test)
+        assert set(train) | set(test) == set(tests)
+        # every class keeps its share of the data, to within one image
+        expected = np.bincount(y) * len(test) / len(y)
+        assert np.abs(np.bincount(y[test], minlength=10) - expected).max() <= 1.5
+
+
+def test_a_search_on_a_subset_refits_on_all_the_data(digits):
+    X, y = digits
+    search = GridSearchCV(KNeighborsClassifier(), {"n_neighbors": [1, 3]},
+                          cv=SubsetKFold(3, max_samples=120, random_state=0)).fit(X, y)
+    assert search.best_estimator_.n_samples_fit_ == len(X)
+    tested = np.concatenate([test for _, test in search.cv.split(X, y)])
+    assert len(tested) == 120
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"n_splits": 1}, "n_splits must be an integer of at least 2"),
+    ({"max_samples": 2}, r"max_samples must be None or an integer of at least n_splits \(3\)"),
+])
+def test_subset_kfold_rejects_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        SubsetKFold(**params)
