@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from results import ResultStore, render_plots, render_report
@@ -55,7 +56,8 @@ def _parser():
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
     run.add_argument("--backend", choices=BACKENDS, default="threads",
-                     help="where parallel jobs run: threads or processes here, or a Dask cluster")
+                     help="where parallel jobs run: threads or processes here, or a Dask "
+                          "cluster (which also runs the methods side by side)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address; implies --backend dask (default: a local cluster)")
     run.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")
@@ -131,40 +133,64 @@ def run_command(args):
     store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
     backend = "dask" if args.scheduler else args.backend
     with parallel_backend(backend, scheduler=args.scheduler):
-        failures = _run_all(methods, dataset, store, args)
+        failures = _run_all(methods, dataset, store, args, on_cluster=backend == "dask")
     print(write_report(store, title=f"{dataset.name}, profile {args.profile}"))
     for name, error in failures:
         print(f"error: {name} failed: {error}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _run_all(methods, dataset, store, args):
+def _run_all(methods, dataset, store, args, *, on_cluster=False):
+    """Run the unfinished methods, writing each record as it comes; return the failures.
+
+    Here, rows run one after another, and a probe borrows the network its clustering row
+    just trained. On a Dask cluster, rows run side by side on its workers (each trains
+    what it needs): results are written in the order they finish.
+    """
+    pending = []
+    for method in methods:
+        if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
+            log.info("%s: finished earlier, kept (--force recomputes)", method.name)
+        else:
+            pending.append(method)
+    jobs = [(method, store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed))
+            for method in pending]
+    if on_cluster:
+        outcomes = Parallel(n_jobs=-1, return_as="generator_unordered")(
+            delayed(_run_row)(method, dataset, args, checkpoints) for method, checkpoints in jobs
+        )
+    else:
+        backbones = BackboneCache()
+        outcomes = (_run_row(method, dataset, args, checkpoints, backbones)
+                    for method, checkpoints in jobs)
     failures = []
-    backbones = BackboneCache()
-    progress = tqdm(methods, desc="methods", unit="method", disable=None)
+    progress = tqdm(outcomes, total=len(jobs), desc="methods", unit="method", disable=None)
     try:
-        for method in progress:
-            progress.set_postfix_str(method.name)
-            if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
-                log.info("%s: finished earlier, kept (--force recomputes)", method.name)
-                continue
-            checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
-            try:
-                record = run_method(method, dataset, profile=args.profile, seed=args.seed,
-                                    n_jobs=args.n_jobs, checkpoint_dir=checkpoints,
-                                    fitted_backbones=backbones)
-            except Exception as exc:  # one failing method must not stop the others
-                log.debug("%s failed", method.name, exc_info=True)
-                failures.append((method.name, f"{type(exc).__name__}: {exc}"))
+        for name, checkpoints, record, error in progress:
+            progress.set_postfix_str(name)
+            if error is not None:
+                failures.append((name, error))
                 continue
             store.write(record)
             shutil.rmtree(checkpoints, ignore_errors=True)
-            log.info("%s: done in %.1f s", method.name, record["fit_time"])
+            log.info("%s: done in %.1f s", name, record["fit_time"])
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are kept in {store.root}; run the same command "
               "again to resume.", file=sys.stderr)
         raise SystemExit(130) from None
     return failures
+
+
+def _run_row(method, dataset, args, checkpoints, backbones=None):
+    """One row: (name, checkpoint folder, record or None, error text or None)."""
+    try:
+        record = run_method(method, dataset, profile=args.profile, seed=args.seed,
+                            n_jobs=args.n_jobs, checkpoint_dir=checkpoints,
+                            fitted_backbones=backbones)
+    except Exception as exc:  # one failing method must not stop the others
+        log.debug("%s failed", method.name, exc_info=True)
+        return method.name, checkpoints, None, f"{type(exc).__name__}: {exc}"
+    return method.name, checkpoints, record, None
 
 
 def cluster_command(args):

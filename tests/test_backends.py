@@ -4,6 +4,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
 
+from benchmark.cli import main
+from results import ResultStore
 from search.backends import parallel_backend
 
 
@@ -31,3 +33,16 @@ def test_unknown_backend_and_misplaced_scheduler_are_refused():
     with pytest.raises(ValueError, match="needs backend='dask'"):
         with parallel_backend("loky", scheduler="tcp://127.0.0.1:8786"):
             pass
+
+
+def test_benchmark_rows_run_side_by_side_on_a_dask_cluster_as_they_do_here(tmp_path):
+    pytest.importorskip("dask.distributed")
+    args = ["run", "--methods", "knn,logreg,kmeans", "--profile", "smoke"]
+    assert main([*args, "--out", str(tmp_path / "here")]) == 0
+    assert main([*args, "--backend", "dask", "--out", str(tmp_path / "dask")]) == 0
+    here, there = (ResultStore(tmp_path / name) for name in ("here", "dask"))
+    for name in ("knn", "logreg", "kmeans"):
+        local, remote = (store.read(name, "digits", "smoke", 0) for store in (here, there))
+        for score in ("test_accuracy", "nmi_test"):
+            assert local.get(score) == remote.get(score)
+    assert sorted(r["method"] for r in there.records()) == ["kmeans", "knn", "logreg"]
