@@ -31,6 +31,16 @@ def test_profile_train_limit_is_honoured(digits):
     assert record["n_train"] == 500 and record["n_test"] == 360
 
 
+def test_train_accuracy_is_measured_on_at_most_the_score_limit(digits, monkeypatch):
+    monkeypatch.setattr(harness, "TRAIN_SCORE_LIMIT", 300)
+    record = run_method(METHODS["knn"], digits, profile="quick", seed=0)
+    assert record["n_train"] == 1437 and record["n_train_scored"] == 300
+    assert 0.9 < record["train_accuracy"] <= 1
+    monkeypatch.setattr(harness, "TRAIN_SCORE_LIMIT", 5000)
+    whole = run_method(METHODS["knn"], digits, profile="quick", seed=0)
+    assert whole["n_train_scored"] == 1437
+
+
 def test_kmeans_is_scored_as_a_clustering(digits):
     record = run_method(METHODS["kmeans"], digits, profile="quick", seed=0)
     assert record["nmi_test"] >= 0.6 and record["acc_train"] >= 0.6
