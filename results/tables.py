@@ -74,6 +74,7 @@ def render_report(frame, *, title="Results", plots=()):
         rows = frame[frame["table"] == table]
         if not rows.empty:
             sections.append(f"## {heading}\n\n{_table(rows, ours + TIMING, study)}")
+            sections.extend(_best_params(rows))
     sections.append(
         "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
         f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every other "
@@ -101,6 +102,17 @@ def _table(rows, ours, study):
         body.append(line)
     headers = ["method", "dataset", "profile", "seeds"] + [h for h, _ in ours + study]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _best_params(rows):
+    """A list of the best parameters of the tuned rows among `rows`, if any (first seed's)."""
+    if "best_params" not in rows:
+        return []
+    tuned = rows.dropna(subset=["best_params"]).drop_duplicates(["method", "dataset", "profile"])
+    if tuned.empty:
+        return []
+    lines = [f"- {row.method} ({row.dataset}): `{row.best_params}`" for row in tuned.itertuples()]
+    return ["Best parameters found by the tuned rows:\n\n" + "\n".join(lines)]
 
 
 def _number(value):

@@ -266,6 +266,8 @@ def test_tuned_rows_run_through_the_cli_and_record_their_search(tmp_path, capsys
     assert set(grid["best_params"]) == {"n_neighbors", "weights"}
     assert ga["n_fits"] == 2 * ga["n_candidates"] and ga["cv_score"] > 0.9
     assert ga["test_accuracy"] >= 0.9 and grid["test_accuracy"] >= 0.95
+    report = (tmp_path / "results.md").read_text()
+    assert f"- knn-grid (digits): `{grid['best_params']}`" in report
 
 
 def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
