@@ -147,14 +147,13 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
     just trained. On a Dask cluster, rows run side by side on its workers (each trains
     what it needs): results are written in the order they finish.
     """
-    pending = []
+    jobs = []  # (method, its checkpoint folder) of each row still to run
     for method in methods:
         if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
             log.info("%s: finished earlier, kept (--force recomputes)", method.name)
         else:
-            pending.append(method)
-    jobs = [(method, store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed))
-            for method in pending]
+            checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
+            jobs.append((method, checkpoints))
     if on_cluster:
         outcomes = Parallel(n_jobs=-1, return_as="generator_unordered")(
             delayed(_run_row)(method, dataset, args, checkpoints) for method, checkpoints in jobs

@@ -17,9 +17,9 @@ from search import clear_cache, count_fits
 
 from .datasets import DataError, subsample
 
-# Fitted attributes worth keeping in a record, and the names they are stored under.
 # Most training images a supervised row's train accuracy is measured on.
 TRAIN_SCORE_LIMIT = 10_000
+# Fitted attributes worth keeping in a record, and the names they are stored under.
 FITTED_SUMMARY = {
     "n_components_": "pca_components",
     "best_params_": "best_params",

@@ -191,9 +191,14 @@ def _with_train_limit(name, settings):
     }
 
 
+def _kmeans_clusterer(*, seed, n_classes, n_init):
+    """k-means with one cluster per class (10 when the data has no labels)."""
+    return KMeans(n_clusters=n_classes or 10, n_init=n_init, random_state=seed)
+
+
 def _kmeans(*, seed, n_jobs, n_classes, n_init=1):
-    kmeans = KMeans(n_clusters=n_classes or 10, n_init=n_init, random_state=seed)
-    return classical_pipeline(kmeans, seed=seed)
+    return classical_pipeline(_kmeans_clusterer(seed=seed, n_classes=n_classes, n_init=n_init),
+                              seed=seed)
 
 
 for _name, (_title, _) in CLASSICAL_MODELS.items():
@@ -366,7 +371,7 @@ def _grid_tuned(name):
 
 
 def _kmeans_model(*, seed, n_jobs, n_classes, search):
-    return KMeans(n_clusters=n_classes or 10, n_init=3, random_state=seed)
+    return _kmeans_clusterer(seed=seed, n_classes=n_classes, n_init=3)
 
 
 def _register_learned_feature_rows():

@@ -47,7 +47,8 @@ def pseudo_label_epoch_seconds(arch, fixed, *, n_images, batch_size, label_pass,
 
 def _random_images(n_images, seed):
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n_images)
+    images = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
+    return images, rng.integers(0, 10, n_images)
 
 
 def _warm_epoch_seconds(model):

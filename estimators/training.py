@@ -205,8 +205,9 @@ class BaseTorchEstimator(BaseEstimator):
     Attributes set by :meth:`_fit`: ``device_``, ``input_transform_``, ``augment_``,
     ``mixed_precision_`` (whether the network runs under bfloat16 autocast, with
     channels-last tensors: where the device computes bfloat16 natively and the network's
-    input is at least 32x32, below which casting costs more than it saves), ``module_``, ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``,
-    ``history_`` and ``stop_reason_``; by :meth:`_validate_images`: ``n_features_in_``
+    input is at least 32x32, below which casting costs more than it saves), ``module_``,
+    ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``, ``history_`` and
+    ``stop_reason_``; by :meth:`_validate_images`: ``n_features_in_``
     and ``image_shape_``. ``_rng`` (a numpy Generator) and ``_generator`` (a torch CPU
     Generator, which shuffles and augments) are seeded from `random_state` and saved in
     checkpoints, for subclasses' own random draws.

@@ -530,8 +530,9 @@ class SharedNeighborsClassifier(KNeighborsClassifier):
     0.967
     """
 
-    # How the shared query runs, never what it answers.
-    _ignored_params = ("algorithm", "leaf_size", "n_jobs")
+    def _irrelevant_params(self):
+        """Parameters that cannot change a prediction: how the shared query runs."""
+        return ("algorithm", "leaf_size", "n_jobs")
 
     def fit(self, X, y):
         """Fit the k-nearest neighbours classifier from the training data.
@@ -762,18 +763,17 @@ class SharedSVC(_SharedFitMixin, SVC):
     True
     """
 
-    _ignored_params = ("verbose", "cache_size")
-
-    def _unused_kernel_params(self):
+    def _irrelevant_params(self):
+        """Parameters that cannot change the fit: logging, cache, and unread kernel ones."""
         used = _KERNEL_PARAMS[self.kernel] if isinstance(self.kernel, str) else ()
-        return tuple(name for name in ("gamma", "coef0", "degree") if name not in used)
+        unused = tuple(name for name in ("gamma", "coef0", "degree") if name not in used)
+        return ("verbose", "cache_size", *unused)
 
     def _share_key(self, X, y, sample_weight):
         # `probability` is deprecated and defaults to "deprecated" (False).
         if self.probability is True and not isinstance(self.random_state, Integral):
             return None
-        unused = dict.fromkeys(self._unused_kernel_params())
-        params = _params_key(self, self._ignored_params, **unused)
+        params = _params_key(self, self._irrelevant_params())
         return params, _data_key(X, y, sample_weight)
 
 
@@ -822,12 +822,9 @@ def model_key(estimator, params):
         prefix = f"{name}__"
     own = {name[len(prefix):]: value for name, value in params.items()
            if name.startswith(prefix) and "__" not in name[len(prefix):]}
-    ignored = set()
-    if isinstance(model, (SharedNeighborsClassifier, SharedSVC)):
-        candidate = clone(model).set_params(**own)
-        ignored.update(candidate._ignored_params)
-        if isinstance(candidate, SharedSVC):
-            ignored.update(candidate._unused_kernel_params())
+    ignored = ()
+    if hasattr(model, "_irrelevant_params"):
+        ignored = clone(model).set_params(**own)._irrelevant_params()
     kept = {name: value for name, value in params.items()
             if not (name.startswith(prefix) and name[len(prefix):] in ignored)}
     return joblib.hash(kept)
