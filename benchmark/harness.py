@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.base import is_clusterer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
@@ -104,6 +105,7 @@ def environment():
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "accelerator": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         **{name: _installed_version(name) for name in packages},
     }
 

@@ -63,7 +63,12 @@ def pca_whiten(features, n_components):
     >>> whitened.shape, bool(torch.allclose(whitened.norm(dim=1), torch.ones(100)))
     (torch.Size([100, 3]), True)
     """
+    if not torch.isfinite(features).all():
+        raise ValueError("Features contain NaN or infinite values: the network diverged.")
     centered = features - features.mean(dim=0)
+    # Whitening ignores a global scale; dividing by the largest value keeps the float32
+    # covariance of large activations from overflowing.
+    centered = centered / centered.abs().max().clamp(min=torch.finfo(centered.dtype).tiny)
     # The n_features x n_features eigenproblem is small: solve it on the CPU in float64
     # (float64 is not on every accelerator), and project on the device.
     covariance = (centered.T @ centered).double().cpu() / len(features)

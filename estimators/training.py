@@ -637,6 +637,7 @@ class BaseTorchEstimator(BaseEstimator):
                 self._notify("on_epoch_begin", epoch=epoch)
                 lr = self.optimizer_.param_groups[0]["lr"]
                 record = self.run_epoch(data, targets, epoch)
+                _check_loss_is_finite(record["loss"], epoch, self.lr)
                 self.history_.append({"epoch": epoch + 1, **record, "lr": lr})
                 self._notify("on_epoch_end")
                 if self._stop_request is not None:
@@ -754,6 +755,14 @@ class BaseTorchEstimator(BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "stop_reason_")
+
+
+def _check_loss_is_finite(loss, epoch, lr):
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"Training diverged in epoch {epoch + 1}: the mean loss is {loss}. "
+            f"Lower the learning rate (lr={lr:g})."
+        )
 
 
 def has_native_bfloat16(device):

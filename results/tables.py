@@ -81,6 +81,7 @@ def render_report(frame, *, title="Results", plots=()):
         "figure was measured by this toolkit on the dataset named in the row. Figures are "
         "means over seeds."
     )
+    sections.extend(_environments(frame))
     if plots:
         sections.append("## Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots))
     return "\n\n".join(sections) + "\n"
@@ -113,6 +114,23 @@ def _best_params(rows):
         return []
     lines = [f"- {row.method} ({row.dataset}): `{row.best_params}`" for row in tuned.itertuples()]
     return ["Best parameters found by the tuned rows:\n\n" + "\n".join(lines)]
+
+
+def _environments(frame):
+    """A list of the machines and software the records were measured with, if recorded."""
+    if "environment" not in frame:
+        return []
+    counts = frame["environment"].dropna().map(describe_environment).value_counts(sort=False)
+    lines = [f"- {machine}: {count} record{'s' * (count > 1)}" for machine, count in counts.items()]
+    return ["Measured with:\n\n" + "\n".join(lines)] if lines else []
+
+
+def describe_environment(environment):
+    """One line naming a record's accelerator, CPU count and package versions."""
+    accelerator = environment.get("accelerator", "accelerator not recorded") or "no GPU"
+    versions = ", ".join(f"{name} {environment[name]}"
+                         for name in ("torch", "scikit-learn") if environment.get(name))
+    return f"{accelerator}, {environment['cpus']} CPUs, Python {environment['python']}, {versions}"
 
 
 def _number(value):

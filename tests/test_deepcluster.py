@@ -135,6 +135,20 @@ def test_pca_whiten_matches_sklearn_whitened_pca():
     np.testing.assert_allclose(np.abs(whitened), np.abs(expected), atol=1e-4)
 
 
+def test_pca_whiten_ignores_the_scale_of_large_activations():
+    features = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+    # 1e25 squared overflows float32: the covariance must not be formed at this scale
+    torch.testing.assert_close(pca_whiten(features * 1e25, 3), pca_whiten(features, 3),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_pca_whiten_rejects_non_finite_features():
+    features = torch.randn(50, 4)
+    features[3, 1] = torch.nan
+    with pytest.raises(ValueError, match="NaN or infinite.*diverged"):
+        pca_whiten(features, 2)
+
+
 # ------------------------------------------------------------------ the estimator
 
 

@@ -248,6 +248,21 @@ def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
     assert "study test acc" in table
 
 
+def test_report_names_the_machines_the_records_were_measured_on(tmp_path):
+    store = ResultStore(tmp_path)
+    gpu = {"python": "3.12.3", "cpus": 16, "accelerator": "NVIDIA H200", "torch": "2.11.0",
+           "scikit-learn": "1.9.1"}
+    cpu = {**gpu, "cpus": 2, "accelerator": None, "torch": "2.14.1"}
+    for method, environment in [("knn", cpu), ("svm", gpu), ("rf", gpu)]:
+        store.write({"method": method, "dataset": "digits", "profile": "quick", "seed": 0,
+                     "table": "classical", "reference": None, "test_accuracy": 0.9,
+                     "environment": environment})
+    report = render_report(store.to_frame())
+    assert ("- NVIDIA H200, 16 CPUs, Python 3.12.3, torch 2.11.0, scikit-learn 1.9.1: "
+            "2 records") in report
+    assert "- no GPU, 2 CPUs, Python 3.12.3, torch 2.14.1, scikit-learn 1.9.1: 1 record" in report
+
+
 def test_report_of_a_folder_without_records_exits_2(tmp_path, capsys):
     assert run_cli("report", str(tmp_path)) == 2
     assert "holds no records folder" in capsys.readouterr().err

@@ -268,6 +268,13 @@ def test_callback_can_stop_training_with_a_reason(small_digits):
     assert len(clf.history_) == 1
 
 
+def test_diverging_training_stops_with_an_error_naming_the_learning_rate(small_digits):
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=3, lr=1e12, random_state=0)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1.*lr=1e\+12"):
+        clf.fit(X, y)
+
+
 def test_paper_step_schedule(small_digits):
     X, y = small_digits
     paper = dict(
