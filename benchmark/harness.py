@@ -136,11 +136,22 @@ class BackboneCache:
         self._fitted = {}
 
     def keep(self, estimator, X):
-        """Remember a fitted torch clusterer (anything else is ignored)."""
-        if is_clusterer(estimator) and hasattr(estimator, "module_"):
-            self._fitted[self._key(estimator, X)] = estimator
-            while len(self._fitted) > self.size:
-                del self._fitted[next(iter(self._fitted))]
+        """Remember the torch clusterers fitted on `X`: `estimator`, or its fitted backbones.
+
+        A backbone (a ``backbone`` parameter, nested ones too) is kept under its unfitted
+        parameters, so that :meth:`lend` finds it for the next row that would train it.
+        """
+        fitted = [(estimator, estimator)]
+        params = estimator.get_params(deep=True)
+        for name, template in params.items():
+            if name == "backbone" or name.endswith("__backbone"):
+                owner = params[name.removesuffix("__backbone")] if "__" in name else estimator
+                fitted.append((template, getattr(owner, "backbone_", None)))
+        for template, network in fitted:
+            if is_clusterer(network) and hasattr(network, "module_"):
+                self._fitted[self._key(template, X)] = network
+        while len(self._fitted) > self.size:
+            del self._fitted[next(iter(self._fitted))]
 
     def lend(self, estimator, X):
         """Give each ``backbone`` of ``estimator`` (nested ones too) a fitted twin if one matches.

@@ -381,11 +381,11 @@ def _register_learned_feature_rows():
     the network it has just trained.
     """
     backbone_row = f"uic-{LEARNED_FEATURES['arch']}-{LEARNED_FEATURES['input']}"
-    profiles = UIC_PROFILES[LEARNED_FEATURES["arch"]]
-    tuned_profiles = {profile: {**settings, "search": SEARCH_SETTINGS[profile]}
-                      for profile, settings in profiles.items()}
     source = f"{LEARNED_FEATURES['layer']} features of {backbone_row} (learned without labels)"
     for name, (title, _) in CLASSICAL_MODELS.items():
+        profiles = _learned_profiles(name)
+        tuned_profiles = {profile: {**settings, "search": SEARCH_SETTINGS[profile]}
+                          for profile, settings in profiles.items()}
         register(Method(
             f"learned-{name}", f"{title}, default parameters, on {source}",
             _on_learned_features(_default(name)), "learned", profiles=profiles,
@@ -396,8 +396,29 @@ def _register_learned_feature_rows():
         ))
     register(Method(
         "learned-kmeans", f"k-means on {source}, K = number of classes",
-        _on_learned_features(_kmeans_model), "clustering", supervised=False, profiles=profiles,
+        _on_learned_features(_kmeans_model), "clustering", supervised=False,
+        profiles=_learned_profiles("kmeans"),
     ))
+
+
+def _learned_profiles(name):
+    """Profiles of a learned-feature row whose final step is model `name`.
+
+    The network learns from as many images as its uic row (its ``train_limit`` becomes the
+    network's ``max_samples``), and the model on top from as many as the same model on
+    pixels: all of them, except for an SVM, which keeps its uic row's training set (its
+    limit on pixels is no smaller) and so borrows that row's network.
+    """
+    profiles = UIC_PROFILES[LEARNED_FEATURES["arch"]]
+    if name == "svm":
+        return profiles
+    return {profile: _limit_as_max_samples(settings) for profile, settings in profiles.items()}
+
+
+def _limit_as_max_samples(settings):
+    settings = dict(settings)
+    limit = settings.pop("train_limit", None)
+    return settings if limit is None else {**settings, "max_samples": limit}
 
 
 for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():

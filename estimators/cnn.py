@@ -31,6 +31,11 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         32x32 images to 64x64 for AlexNet (``upsample=2``).
     epochs : int, default=20
         Number of passes over the training images.
+    max_samples : int, default=None
+        Train on at most this many of the images given to `fit`, drawn at random
+        (seeded by `random_state`), to bound the cost of training on a large set, as
+        :class:`~sklearn.ensemble.RandomForestClassifier`'s ``max_samples`` does; None
+        trains on all. ``train_indices_`` lists the images drawn.
     batch_size : int, default=256
         Images per optimiser step (and per forward pass when predicting).
     lr : float, default=0.2
@@ -130,6 +135,7 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         input="rgb",
         upsample=None,
         epochs=20,
+        max_samples=None,
         batch_size=256,
         lr=0.2,
         momentum=0.9,
@@ -153,6 +159,7 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
             input=input,
             upsample=upsample,
             epochs=epochs,
+            max_samples=max_samples,
             batch_size=batch_size,
             lr=lr,
             momentum=momentum,

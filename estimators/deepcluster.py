@@ -258,6 +258,9 @@ class DeepClusterClassifier(BaseTorchClusterer):
         32x32 images to 64x64 for AlexNet (``upsample=2``).
     epochs : int, default=30
         Number of epochs.
+    max_samples : int, default=None
+        Train on at most this many of the images, drawn at random, as
+        :class:`~estimators.TorchPseudoLabelClassifier` does; None trains on all.
     batch_size : int, default=128
         Images per optimiser step (and per forward pass when extracting features).
     lr : float, default=0.2
@@ -368,6 +371,7 @@ class DeepClusterClassifier(BaseTorchClusterer):
         eval_set=None,
         upsample=None,
         epochs=30,
+        max_samples=None,
         batch_size=128,
         lr=0.2,
         momentum=0.9,
@@ -390,6 +394,7 @@ class DeepClusterClassifier(BaseTorchClusterer):
             input=input,
             upsample=upsample,
             epochs=epochs,
+            max_samples=max_samples,
             batch_size=batch_size,
             lr=lr,
             momentum=momentum,

@@ -71,6 +71,12 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         32x32 images to 64x64 for AlexNet (``upsample=2``).
     epochs : int, default=50
         Number of epochs (each one labels, rebalances and trains).
+    max_samples : int, default=None
+        Train on at most this many of the images given to `fit`, drawn at random
+        (seeded by `random_state`), to bound the cost of training on a large set, as
+        :class:`~sklearn.ensemble.RandomForestClassifier`'s ``max_samples`` does; None
+        trains on all. ``train_indices_`` lists the images drawn; ``labels_`` still
+        clusters every image given to `fit`.
     batch_size : int, default=128
         Images per optimiser step (and per forward pass when labelling or predicting).
     lr : float, default=0.2
@@ -180,6 +186,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         eval_set=None,
         upsample=None,
         epochs=50,
+        max_samples=None,
         batch_size=128,
         lr=0.2,
         momentum=0.9,
@@ -202,6 +209,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
             input=input,
             upsample=upsample,
             epochs=epochs,
+            max_samples=max_samples,
             batch_size=batch_size,
             lr=lr,
             momentum=momentum,

@@ -206,11 +206,11 @@ class BaseTorchEstimator(BaseEstimator):
     ``mixed_precision_`` (whether the network runs under bfloat16 autocast, with
     channels-last tensors: where the device computes bfloat16 natively and the network's
     input is at least 32x32, below which casting costs more than it saves), ``module_``,
-    ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``, ``history_`` and
-    ``stop_reason_``; by :meth:`_validate_images`: ``n_features_in_``
-    and ``image_shape_``. ``_rng`` (a numpy Generator) and ``_generator`` (a torch CPU
-    Generator, which shuffles and augments) are seeded from `random_state` and saved in
-    checkpoints, for subclasses' own random draws.
+    ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``, ``history_``,
+    ``train_indices_`` (the images trained on, see `max_samples`) and ``stop_reason_``;
+    by :meth:`_validate_images`: ``n_features_in_`` and ``image_shape_``. ``_rng`` (a numpy
+    Generator) and ``_generator`` (a torch CPU Generator, which shuffles and augments) are
+    seeded from `random_state` and saved in checkpoints, for subclasses' own random draws.
     """
 
     # Parameters ``<prefix>__<name>`` are routed to the component of that prefix.
@@ -221,6 +221,7 @@ class BaseTorchEstimator(BaseEstimator):
         "input": [StrOptions({"rgb", "sobel"})],
         "upsample": [Interval(Real, 1, None, closed="left"), None],
         "epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="left")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -249,6 +250,7 @@ class BaseTorchEstimator(BaseEstimator):
         input,
         upsample,
         epochs,
+        max_samples,
         batch_size,
         lr,
         momentum,
@@ -270,6 +272,7 @@ class BaseTorchEstimator(BaseEstimator):
         self.input = input
         self.upsample = upsample
         self.epochs = epochs
+        self.max_samples = max_samples
         self.batch_size = batch_size
         self.lr = lr
         self.momentum = momentum
@@ -508,6 +511,10 @@ class BaseTorchEstimator(BaseEstimator):
         # A fit that fails half-way must not leave the estimator looking fitted.
         vars(self).pop("stop_reason_", None)
         self.device_ = resolve_device(self.device)
+        self.train_indices_ = self._draw_training_images(len(images))
+        if len(self.train_indices_) < len(images):
+            images = images[self.train_indices_]
+            targets = None if targets is None else targets[self.train_indices_]
         data = torch.from_numpy(_stackable(images))
         labels = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
         # Seed torch's global generator (weight init, dropout) without leaving it changed.
@@ -515,6 +522,13 @@ class BaseTorchEstimator(BaseEstimator):
             self.initialize(data, n_outputs)
             self.fit_loop(data, labels)
         return self
+
+    def _draw_training_images(self, n_images):
+        """Sorted indices of the images to train on: all, or `max_samples` drawn at random."""
+        if self.max_samples is None or self.max_samples >= n_images:
+            return np.arange(n_images)
+        rng = check_random_state(self.random_state)
+        return np.sort(rng.choice(n_images, self.max_samples, replace=False))
 
     def initialize(self, data, n_outputs):
         """Seed, then build every component of training, in order.

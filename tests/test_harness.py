@@ -341,19 +341,22 @@ def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(t
 
 def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):
     shared, alone = tmp_path / "shared", tmp_path / "alone"
-    methods = "uic-fast-rgb,learned-logreg,learned-kmeans"
+    methods = "uic-fast-rgb,learned-svm,learned-logreg,learned-kmeans"
     assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(shared)) == 0
-    assert run_cli("run", "--methods", "learned-logreg", "--profile", "smoke",
+    assert run_cli("run", "--methods", "learned-kmeans", "--profile", "smoke",
                    "--out", str(alone)) == 0
     store = ResultStore(shared)
-    reused = store.read("learned-logreg", "digits", "smoke", 0)
-    trained = ResultStore(alone).read("learned-logreg", "digits", "smoke", 0)
-    assert reused["backbone_reused"] and "backbone_reused" not in trained
-    assert reused["test_accuracy"] == trained["test_accuracy"]
+    svm, logreg, kmeans = (store.read(name, "digits", "smoke", 0)
+                           for name in ("learned-svm", "learned-logreg", "learned-kmeans"))
+    # the SVM trains on the uic row's images and borrows its network; logistic regression
+    # trains on every image, over a network that learned from the same number of them
+    assert svm["backbone_reused"] and svm["n_train"] == 256
+    assert "backbone_reused" not in logreg and logreg["n_train"] > 1000
     # one epoch on 256 images, labels never seen: the features still separate digits
-    assert reused["test_accuracy"] >= 0.8
-    kmeans = store.read("learned-kmeans", "digits", "smoke", 0)
-    assert kmeans["backbone_reused"] and kmeans["nmi_test"] > 0.3
+    assert logreg["test_accuracy"] >= 0.8 and svm["test_accuracy"] >= 0.8
+    standalone = ResultStore(alone).read("learned-kmeans", "digits", "smoke", 0)
+    assert kmeans["backbone_reused"] and "backbone_reused" not in standalone
+    assert kmeans["nmi_test"] == standalone["nmi_test"] > 0.3
     report = (shared / "results.md").read_text()
     assert "## Classical models on features learned without labels" in report
 

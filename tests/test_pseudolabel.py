@@ -167,6 +167,19 @@ def test_fit_predict_returns_labels(small_digits):
     np.testing.assert_array_equal(uic.fit_predict(X), uic.labels_)
 
 
+def test_max_samples_trains_on_a_seeded_subset_and_labels_every_image(small_digits):
+    X, _ = small_digits
+    subset = TorchPseudoLabelClassifier(**TINY, epochs=1, max_samples=100, random_state=0).fit(X)
+    assert len(subset.train_indices_) == 100 and len(subset.labels_) == len(X)
+    again = TorchPseudoLabelClassifier(**TINY, epochs=1, max_samples=100, random_state=0).fit(X)
+    np.testing.assert_array_equal(again.train_indices_, subset.train_indices_)
+    # the same as training on the drawn images alone
+    drawn = TorchPseudoLabelClassifier(**TINY, epochs=1, random_state=0)
+    drawn.fit(X[subset.train_indices_])
+    for name, tensor in weights_of(drawn).items():
+        torch.testing.assert_close(weights_of(subset)[name], tensor, rtol=0, atol=0)
+
+
 @parametrize_with_checks([TorchPseudoLabelClassifier(**CHECK_SETTINGS)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
