@@ -377,8 +377,9 @@ def _kmeans_model(*, seed, n_jobs, n_classes, search):
 def _register_learned_feature_rows():
     """Classical models, default and grid-tuned, and k-means, on learned features.
 
-    Called right after the backbone's own rows are registered, so that a run lends them
-    the network it has just trained.
+    Called right after the backbone's own rows are registered, so that a run lends the
+    SVM rows the network it has just trained; the other rows share the one network the
+    first of them trains (see :func:`_learned_profiles`).
     """
     backbone_row = f"uic-{LEARNED_FEATURES['arch']}-{LEARNED_FEATURES['input']}"
     source = f"{LEARNED_FEATURES['layer']} features of {backbone_row} (learned without labels)"
