@@ -43,18 +43,25 @@ def pca_whiten(features, n_components):
     """Project features on their top principal axes, whiten, then L2-normalise each row.
 
     DeepCluster's preprocessing before k-means (256 components in the paper).
+    Constant features (dead units) carry nothing and are dropped first.
 
     Parameters
     ----------
     features : torch.Tensor of shape (n_samples, n_features)
         Float features, on any device.
     n_components : int
-        Number of principal axes kept, at most ``n_features``.
+        Number of principal axes kept, at most ``n_features``; fewer where fewer
+        features vary.
 
     Returns
     -------
-    whitened : torch.Tensor of shape (n_samples, n_components)
+    whitened : torch.Tensor of shape (n_samples, min(n_components, n_varying_features))
         Unit-norm rows, on the device of `features`.
+
+    Raises
+    ------
+    ValueError
+        If a feature is NaN or infinite, or if no feature varies across the samples.
 
     Examples
     --------
@@ -65,10 +72,20 @@ def pca_whiten(features, n_components):
     """
     if not torch.isfinite(features).all():
         raise ValueError("Features contain NaN or infinite values: the network diverged.")
+    # Each dead unit adds a zero eigenvalue; hundreds of them repeated make LAPACK's eigh
+    # fail to converge (seen on VGG16_bn after a few epochs of DeepCluster).
+    varying = features.amax(dim=0) > features.amin(dim=0)
+    if not varying.any():
+        raise ValueError(
+            "Every feature is constant across the images: the network collapsed. "
+            "Lower the learning rate."
+        )
+    features = features[:, varying]
+    n_components = min(n_components, features.shape[1])
+    # Whitening ignores a global scale; dividing by the largest value first keeps the mean
+    # and the float32 covariance of large activations from overflowing.
+    features = features / features.abs().max()
     centered = features - features.mean(dim=0)
-    # Whitening ignores a global scale; dividing by the largest value keeps the float32
-    # covariance of large activations from overflowing.
-    centered = centered / centered.abs().max().clamp(min=torch.finfo(centered.dtype).tiny)
     # The n_features x n_features eigenproblem is small: solve it on the CPU in float64
     # (float64 is not on every accelerator), and project on the device.
     covariance = (centered.T @ centered).double().cpu() / len(features)
