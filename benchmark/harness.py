@@ -171,6 +171,10 @@ class BackboneCache:
     def _key(estimator, X):
         params = {name: value for name, value in estimator.get_params(deep=False).items()
                   if name not in ("checkpoint_dir", "verbose")}
+        # A network may draw no more images than it is given: it then trains on them all,
+        # exactly as one without the limit.
+        if (params.get("max_samples") or 0) >= len(X):
+            params["max_samples"] = None
         data = hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
         return type(estimator).__name__, repr(sorted(params.items())), X.shape, data
 

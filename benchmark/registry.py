@@ -411,15 +411,21 @@ def _learned_profiles(name):
     limit on pixels is no smaller) and so borrows that row's network.
     """
     profiles = UIC_PROFILES[LEARNED_FEATURES["arch"]]
-    if name == "svm":
-        return profiles
-    return {profile: _limit_as_max_samples(settings) for profile, settings in profiles.items()}
+    return profiles if name == "svm" else _limits_as_max_samples(profiles)
 
 
-def _limit_as_max_samples(settings):
-    settings = dict(settings)
-    limit = settings.pop("train_limit", None)
-    return settings if limit is None else {**settings, "max_samples": limit}
+def _limits_as_max_samples(profiles):
+    """`profiles` with each ``train_limit`` turned into the network's ``max_samples``.
+
+    The network then learns without labels from as many images as before, and what is
+    trained on top of it with labels sees every training image.
+    """
+    converted = {}
+    for profile, settings in profiles.items():
+        settings = dict(settings)
+        limit = settings.pop("train_limit", None)
+        converted[profile] = settings if limit is None else {**settings, "max_samples": limit}
+    return converted
 
 
 for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
@@ -435,7 +441,7 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
             register(Method(
                 _probe_name, f"Linear probe on {_layer} of {_uic}, trained without labels",
                 _probe(_arch, _fixed, _input, _layer), "probe", reference=_probe_name,
-                profiles=UIC_PROFILES[_name],
+                profiles=_limits_as_max_samples(UIC_PROFILES[_name]),
             ))
         if (_name, _input) == (LEARNED_FEATURES["arch"], LEARNED_FEATURES["input"]):
             _register_learned_feature_rows()

@@ -45,7 +45,9 @@ TABLES = {
         [("study test top-1", "test_accuracy"), ("study train top-1", "train_accuracy")],
     ),
 }
-TIMING = [("fit s", "fit_time")]
+# Columns of every table: the images given to fit (a network inside may learn from fewer,
+# see ``max_samples``) and the time it took.
+TRAINING = [("train images", "n_train"), ("fit s", "fit_time")]
 # A study column's cell for a figure the study did not report; an empty cell is one of ours
 # that a run failed to fill.
 NOT_IN_STUDY = "–"
@@ -73,7 +75,7 @@ def render_report(frame, *, title="Results", plots=()):
     for table, (heading, ours, study) in TABLES.items():
         rows = frame[frame["table"] == table]
         if not rows.empty:
-            sections.append(f"## {heading}\n\n{_table(rows, ours + TIMING, study)}")
+            sections.append(f"## {heading}\n\n{_table(rows, ours + TRAINING, study)}")
             sections.extend(_best_params(rows))
     sections.append(
         "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "

@@ -327,16 +327,29 @@ def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
 
 
 def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(tmp_path):
+    # 200 images, fewer than the smoke profile's 256: the probe's network, limited by
+    # max_samples, and the uic row's, limited by train_limit, both learn from all of them.
     shared, alone = tmp_path / "shared", tmp_path / "alone"
     assert run_cli("run", "--methods", "uic-fast-rgb,probe-fast-rgb-stage2", "--profile", "smoke",
-                   "--out", str(shared)) == 0
+                   "--limit", "200", "--out", str(shared)) == 0
     assert run_cli("run", "--methods", "probe-fast-rgb-stage2", "--profile", "smoke",
-                   "--out", str(alone)) == 0
-    reused = ResultStore(shared).read("probe-fast-rgb-stage2", "digits", "smoke", 0)
-    trained = ResultStore(alone).read("probe-fast-rgb-stage2", "digits", "smoke", 0)
+                   "--limit", "200", "--out", str(alone)) == 0
+    reused = ResultStore(shared).read("probe-fast-rgb-stage2", "digits-n200", "smoke", 0)
+    trained = ResultStore(alone).read("probe-fast-rgb-stage2", "digits-n200", "smoke", 0)
     assert reused["backbone_reused"] and "backbone_reused" not in trained
     assert reused["test_accuracy"] == trained["test_accuracy"]
     assert reused["train_accuracy"] == trained["train_accuracy"]
+
+
+def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tmp_path):
+    methods = "uic-alexnet-rgb,probe-alexnet-rgb-conv3,probe-alexnet-rgb-conv5"
+    assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(tmp_path)) == 0
+    store = ResultStore(tmp_path)
+    uic, conv3, conv5 = (store.read(name, "digits", "smoke", 0) for name in methods.split(","))
+    assert uic["n_train"] == 64 and conv3["n_train"] == conv5["n_train"] > 1000
+    # the network learned from 64 of the images: one network, trained by the first probe
+    assert "backbone_reused" not in conv3 and conv5["backbone_reused"]
+    assert "max_samples=64" in conv3["estimator"]
 
 
 def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):
