@@ -252,10 +252,13 @@ def requested_clusters(estimator):
 
 
 def fitted_summary(estimator):
-    """Fitted attributes worth recording, from the estimator and every pipeline step."""
+    """Fitted attributes worth recording, from the estimator, every pipeline step, and a
+    probe's classifier."""
     steps = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else []
+    parts = [estimator, *steps]
+    parts += [part.classifier_ for part in parts if hasattr(part, "classifier_")]
     summary = {}
-    for part in [estimator, *steps]:
+    for part in parts:
         for attribute, key in FITTED_SUMMARY.items():
             value = getattr(part, attribute, None)
             if value is not None and key not in summary:

@@ -313,12 +313,21 @@ def _torch_clusterer(estimator_class, arch, fixed, input):
     return build
 
 
+# Strengths of a probe's L2 penalty, chosen by cross-validation as a tuned row's parameters
+# are: with C=1 alone, probes trained on 50,000 CIFAR-10 images reached 0.92-0.98 train top-1
+# for 0.59-0.60 test top-1.
+PROBE_PENALTIES = {"C": [1e-4, 1e-3, 1e-2, 0.1, 1]}
+
+
 def _probe(arch, fixed, input, layer):
     backbone = _torch_clusterer(TorchPseudoLabelClassifier, arch, fixed, input)
 
-    def build(*, seed, n_jobs, n_classes, **settings):
-        return LinearProbe(backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **settings),
-                           layer)
+    def build(*, seed, n_jobs, n_classes, search, **settings):
+        network = backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **settings)
+        cv = SubsetKFold(search["cv"], max_samples=search["search_limit"], random_state=seed)
+        penalty = GridSearchCV(LogisticRegression(max_iter=1000), PROBE_PENALTIES, cv=cv,
+                               n_jobs=n_jobs)
+        return LinearProbe(network, layer, classifier=penalty)
 
     return build
 
@@ -385,8 +394,7 @@ def _register_learned_feature_rows():
     source = f"{LEARNED_FEATURES['layer']} features of {backbone_row} (learned without labels)"
     for name, (title, _) in CLASSICAL_MODELS.items():
         profiles = _learned_profiles(name)
-        tuned_profiles = {profile: {**settings, "search": SEARCH_SETTINGS[profile]}
-                          for profile, settings in profiles.items()}
+        tuned_profiles = _with_search_settings(profiles)
         register(Method(
             f"learned-{name}", f"{title}, default parameters, on {source}",
             _on_learned_features(_default(name)), "learned", profiles=profiles,
@@ -412,6 +420,12 @@ def _learned_profiles(name):
     """
     profiles = UIC_PROFILES[LEARNED_FEATURES["arch"]]
     return profiles if name == "svm" else _limits_as_max_samples(profiles)
+
+
+def _with_search_settings(profiles):
+    """`profiles` with each profile's ``search`` settings (see `SEARCH_SETTINGS`)."""
+    return {profile: {**settings, "search": SEARCH_SETTINGS[profile]}
+            for profile, settings in profiles.items()}
 
 
 def _limits_as_max_samples(profiles):
@@ -441,7 +455,7 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
             register(Method(
                 _probe_name, f"Linear probe on {_layer} of {_uic}, trained without labels",
                 _probe(_arch, _fixed, _input, _layer), "probe", reference=_probe_name,
-                profiles=_limits_as_max_samples(UIC_PROFILES[_name]),
+                profiles=_with_search_settings(_limits_as_max_samples(UIC_PROFILES[_name])),
             ))
         if (_name, _input) == (LEARNED_FEATURES["arch"], LEARNED_FEATURES["input"]):
             _register_learned_feature_rows()

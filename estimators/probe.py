@@ -1,7 +1,7 @@
 """Linear probe: a linear classifier on the frozen activations of a trained network's layer."""
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -9,6 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
@@ -44,14 +45,25 @@ def pool_size(shape, max_features):
     return min(height, side), min(width, side)
 
 
+def _classifier_has(method):
+    """Whether the probe's classifier, fitted or to be fitted, has `method`."""
+
+    def check(probe):
+        fitted = getattr(probe, "classifier_", None)
+        return hasattr(fitted if fitted is not None else probe._unfitted_classifier(), method)
+
+    return check
+
+
 class LinearProbe(ClassifierMixin, BaseEstimator):
     """Logistic regression on the pooled activations of a frozen network's named layer.
 
     The backbone (a torch estimator of this toolkit) is never trained here: its
     activations at `layer` are computed in eval mode (batch norm uses its running
     statistics, dropout is off), average-pooled to a grid small enough to keep at most
-    about `max_features` values, standardised, and fed to a multinomial logistic
-    regression, a single linear layer with a softmax. An unfitted backbone is first
+    about `max_features` values, standardised, and fed to `classifier`: by default a
+    multinomial logistic regression, a single linear layer with a softmax. An unfitted
+    backbone is first
     cloned and fitted on the same data, so that ``LinearProbe(TorchPseudoLabelClassifier(),
     "stage2")`` runs through a harness like any classifier (an unsupervised backbone
     ignores the labels).
@@ -68,12 +80,13 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     max_features : int, default=10000
         Features per image at most, after pooling (more only where the layer has more
         channels than that).
-    C : float, default=1.0
-        Inverse strength of the L2 penalty of the logistic regression.
-    max_iter : int, default=1000
-        Iterations of the logistic regression's L-BFGS solver at most.
-    tol : float, default=1e-4
-        Tolerance of the solver's stopping criterion.
+    classifier : classifier, default=None
+        What is fitted on the standardised pooled activations; None means
+        ``LogisticRegression(max_iter=1000)``. To be a probe it must be linear: a
+        logistic regression, a linear SVM, or a search over one, such as
+        ``GridSearchCV(LogisticRegression(), {"C": [0.01, 0.1, 1]})`` to choose the
+        strength of its penalty (a search over the probe itself would recompute the
+        activations for every candidate).
 
     Attributes
     ----------
@@ -83,9 +96,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         Height and width the layer's activations are pooled to.
     scaler_ : sklearn.preprocessing.StandardScaler
         Standardisation of the pooled features.
-    linear_ : sklearn.linear_model.LogisticRegression
-        The linear classifier; ``linear_.coef_`` has shape (n_classes, n_pooled_features)
-        (one row for 2 classes).
+    classifier_ : estimator
+        The fitted clone of `classifier`. The default's ``coef_`` has shape
+        (n_classes, n_pooled_features) (one row for 2 classes).
     classes_ : ndarray of shape (n_classes,)
         The class labels.
     n_features_in_ : int
@@ -113,7 +126,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     >>> backbone = TorchPseudoLabelClassifier(epochs=1, module__widths=(16, 32, 32),
     ...                                       verbose=0, random_state=0)
     >>> probe = LinearProbe(backbone, "stage2").fit(X[:200], digits.target[:200])
-    >>> probe.linear_.coef_.shape
+    >>> probe.classifier_.coef_.shape
     (10, 128)
     """
 
@@ -121,18 +134,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         "backbone": [HasMethods(["fit", "forward_batches"])],
         "layer": [str],
         "max_features": [Interval(Integral, 1, None, closed="left")],
-        "C": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
+        "classifier": [HasMethods(["fit", "predict"]), None],
     }
 
-    def __init__(self, backbone, layer, *, max_features=10000, C=1.0, max_iter=1000, tol=1e-4):
+    def __init__(self, backbone, layer, *, max_features=10000, classifier=None):
         self.backbone = backbone
         self.layer = layer
         self.max_features = max_features
-        self.C = C
-        self.max_iter = max_iter
-        self.tol = tol
+        self.classifier = classifier
 
     def fit(self, X, y):
         """Fit the backbone if it is not fitted, then the linear classifier on its layer.
@@ -161,15 +170,19 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         size = pool_size(shape, self.max_features)
         features = _pooled_activations(backbone, self.layer, images, size)
         scaler = StandardScaler().fit(features)
-        linear = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
-        linear.fit(scaler.transform(features), y)
+        classifier = self._unfitted_classifier().fit(scaler.transform(features), y)
         self.backbone_ = backbone
         self.pool_size_ = size
         self.scaler_ = scaler
-        self.linear_ = linear
-        self.classes_ = linear.classes_
+        self.classifier_ = classifier
+        self.classes_ = classifier.classes_
         self.n_features_in_ = backbone.n_features_in_
         return self
+
+    def _unfitted_classifier(self):
+        if self.classifier is None:
+            return LogisticRegression(max_iter=1000)
+        return clone(self.classifier)
 
     def _check_layer(self, layer_names):
         if self.layer not in layer_names:
@@ -184,8 +197,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         features = _pooled_activations(self.backbone_, self.layer, images, self.pool_size_)
         return self.scaler_.transform(features)
 
+    @available_if(_classifier_has("decision_function"))
     def decision_function(self, X):
-        """Class scores of images: the linear classifier's logits.
+        """Class scores of images: the classifier's decision function (the default's logits).
 
         Parameters
         ----------
@@ -197,8 +211,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n_images, n_classes) or (n_images,)
             One score per class (one per image for 2 classes).
         """
-        return self.linear_.decision_function(self._features(X))
+        return self.classifier_.decision_function(self._features(X))
 
+    @available_if(_classifier_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities of images.
 
@@ -212,7 +227,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_images, n_classes)
             Probability of each class, in the order of `classes_`.
         """
-        return self.linear_.predict_proba(self._features(X))
+        return self.classifier_.predict_proba(self._features(X))
 
     def predict(self, X):
         """Class labels of images.
@@ -227,7 +242,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         labels : ndarray of shape (n_images,)
             The most probable class of each image.
         """
-        return self.linear_.predict(self._features(X))
+        return self.classifier_.predict(self._features(X))
 
 
 def _is_fitted(estimator):

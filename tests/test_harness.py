@@ -4,7 +4,7 @@ import pytest
 
 from benchmark import cli, harness, load_dataset, run_method
 from benchmark.datasets import DataError, Dataset
-from benchmark.registry import METHODS
+from benchmark.registry import METHODS, PROBE_PENALTIES
 from features import ImageFlattener
 from results import ResultStore, render_report
 
@@ -350,6 +350,8 @@ def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tm
     # the network learned from 64 of the images: one network, trained by the first probe
     assert "backbone_reused" not in conv3 and conv5["backbone_reused"]
     assert "max_samples=64" in conv3["estimator"]
+    # the strength of the probe's penalty is chosen by cross-validation, and recorded
+    assert conv3["best_params"]["C"] in PROBE_PENALTIES["C"] and conv3["n_candidates"] == 5
 
 
 def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):

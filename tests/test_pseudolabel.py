@@ -9,6 +9,9 @@ import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_clusterer
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
@@ -255,8 +258,8 @@ def test_probe_classifies_digits_linearly_and_leaves_the_backbone(fitted, digits
     assert probe.backbone_ is fitted
     _assert_sameweights_of(weights_of(fitted), before)
     # One linear map from the 32 channels x 2 x 2 pooled activations to the 10 classes.
-    assert probe.linear_.coef_.shape == (10, 128)
-    assert probe.linear_.intercept_.shape == (10,)
+    assert probe.classifier_.coef_.shape == (10, 128)
+    assert probe.classifier_.intercept_.shape == (10,)
     proba = probe.predict_proba(X_test[:5])
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     assert list(probe.classes_) == list(range(10))
@@ -268,7 +271,25 @@ def test_probe_pools_to_max_features(fitted, digits):
         X_train[:200], y_train[:200]
     )
     assert probe.pool_size_ == (2, 2)
-    assert probe.linear_.coef_.shape == (10, 64)
+    assert probe.classifier_.coef_.shape == (10, 64)
+
+
+def test_probe_fits_a_search_over_its_penalty_once_per_activation(fitted, digits):
+    X_train, X_test, y_train, y_test = digits
+    search = GridSearchCV(LogisticRegression(max_iter=1000), {"C": [1e-3, 1]}, cv=2)
+    probe = LinearProbe(fitted, "stage2", classifier=search).fit(X_train, y_train)
+    assert not hasattr(search, "best_params_")  # a clone is fitted
+    assert probe.classifier_.best_params_["C"] in (1e-3, 1)
+    assert probe.classifier_.best_estimator_.coef_.shape == (10, 128)
+    assert probe.score(X_test, y_test) >= PROBE_TEST_ACCURACY_FLOOR
+
+
+def test_probe_offers_only_what_its_classifier_does(fitted, small_digits):
+    X, y = small_digits
+    probe = LinearProbe(fitted, "stage2", classifier=LinearSVC())
+    assert not hasattr(probe, "predict_proba") and hasattr(probe, "decision_function")
+    assert probe.fit(X, y).decision_function(X[:3]).shape == (3, 10)
+    assert not hasattr(probe, "predict_proba")
 
 
 def test_probe_fits_a_clone_of_an_unfitted_backbone(small_digits):
