@@ -342,16 +342,16 @@ def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(t
 
 
 def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tmp_path):
-    methods = "uic-alexnet-rgb,probe-alexnet-rgb-conv3,probe-alexnet-rgb-conv5"
+    methods = "uic-fast-rgb,probe-fast-rgb-stage2,learned-logreg"
     assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(tmp_path)) == 0
     store = ResultStore(tmp_path)
-    uic, conv3, conv5 = (store.read(name, "digits", "smoke", 0) for name in methods.split(","))
-    assert uic["n_train"] == 64 and conv3["n_train"] == conv5["n_train"] > 1000
-    # the network learned from 64 of the images: one network, trained by the first probe
-    assert "backbone_reused" not in conv3 and conv5["backbone_reused"]
-    assert "max_samples=64" in conv3["estimator"]
+    uic, probe, learned = (store.read(name, "digits", "smoke", 0) for name in methods.split(","))
+    assert uic["n_train"] == 256 and probe["n_train"] == learned["n_train"] > 1000
+    # the network learned from 256 of the images: the probe trains it, the next row borrows it
+    assert "backbone_reused" not in probe and learned["backbone_reused"]
+    assert "max_samples=256" in probe["estimator"]
     # the strength of the probe's penalty is chosen by cross-validation, and recorded
-    assert conv3["best_params"]["C"] in PROBE_PENALTIES["C"] and conv3["n_candidates"] == 5
+    assert probe["best_params"]["C"] in PROBE_PENALTIES["C"] and probe["n_candidates"] == 5
 
 
 def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):
