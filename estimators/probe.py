@@ -56,17 +56,16 @@ def _classifier_has(method):
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
-    """Logistic regression on the pooled activations of a frozen network's named layer.
+    """A linear classifier on the pooled activations of a frozen network's named layer.
 
     The backbone (a torch estimator of this toolkit) is never trained here: its
     activations at `layer` are computed in eval mode (batch norm uses its running
     statistics, dropout is off), average-pooled to a grid small enough to keep at most
     about `max_features` values, standardised, and fed to `classifier`: by default a
     multinomial logistic regression, a single linear layer with a softmax. An unfitted
-    backbone is first
-    cloned and fitted on the same data, so that ``LinearProbe(TorchPseudoLabelClassifier(),
-    "stage2")`` runs through a harness like any classifier (an unsupervised backbone
-    ignores the labels).
+    backbone is first cloned and fitted on the same data, so that
+    ``LinearProbe(TorchPseudoLabelClassifier(), "stage2")`` runs through a harness like
+    any classifier (an unsupervised backbone ignores the labels).
 
     Parameters
     ----------
