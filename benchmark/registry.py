@@ -335,8 +335,10 @@ def _probe(arch, fixed, input, layer):
 # --------------------------------------------------------------------------- learned features
 
 # Whose features the classical models and k-means read: a network trained without labels,
-# end to end on its own pseudo-labels (a uic row), at its probed layer.
-LEARNED_FEATURES = {"arch": "fast", "input": "rgb", "layer": "stage2"}
+# end to end on its own pseudo-labels (a uic row), at its probed layer. Sobel input: the fast
+# network clusters better and its linear probe scores higher from it than from colour
+# (results/cifar10-jpeg-quick/).
+LEARNED_FEATURES = {"arch": "fast", "input": "sobel", "layer": "stage2"}
 
 
 def learned_features_pipeline(backbone, model, *, layer, seed=0):

@@ -342,7 +342,7 @@ def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(t
 
 
 def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tmp_path):
-    methods = "uic-fast-rgb,probe-fast-rgb-stage2,learned-logreg"
+    methods = "uic-fast-sobel,probe-fast-sobel-stage2,learned-logreg"
     assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(tmp_path)) == 0
     store = ResultStore(tmp_path)
     uic, probe, learned = (store.read(name, "digits", "smoke", 0) for name in methods.split(","))
@@ -356,7 +356,7 @@ def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tm
 
 def test_learned_feature_rows_borrow_the_backbone_and_score_like_standalone(tmp_path):
     shared, alone = tmp_path / "shared", tmp_path / "alone"
-    methods = "uic-fast-rgb,learned-svm,learned-logreg,learned-kmeans"
+    methods = "uic-fast-sobel,learned-svm,learned-logreg,learned-kmeans"
     assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(shared)) == 0
     assert run_cli("run", "--methods", "learned-kmeans", "--profile", "smoke",
                    "--out", str(alone)) == 0
