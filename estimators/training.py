@@ -11,6 +11,7 @@ the loop. Timing, progress, checkpoints and any early stop are callbacks.
 """
 
 import functools
+import hashlib
 import inspect
 import math
 import os
@@ -240,8 +241,9 @@ class BaseTorchEstimator(BaseEstimator):
     }
 
     # Parameters that do not change what training computes: a checkpoint written under
-    # other values of these can be resumed (more epochs continue a finished run).
-    _resumable_params = ("epochs", "device", "checkpoint_dir", "callbacks", "verbose")
+    # other values of these can be resumed. Not `epochs`: the learning-rate schedule
+    # stretches over all of them.
+    _resumable_params = ("device", "checkpoint_dir", "callbacks", "verbose")
 
     def __init__(
         self,
@@ -517,6 +519,7 @@ class BaseTorchEstimator(BaseEstimator):
             targets = None if targets is None else targets[self.train_indices_]
         data = torch.from_numpy(_stackable(images))
         labels = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
+        self._fingerprint = self._make_fingerprint(data, labels, n_outputs)
         # Seed torch's global generator (weight init, dropout) without leaving it changed.
         with _forked_rng(self.device_):
             self.initialize(data, n_outputs)
@@ -541,7 +544,6 @@ class BaseTorchEstimator(BaseEstimator):
             Number of network outputs.
         """
         self._seed()
-        self._fingerprint = self._make_fingerprint(data, n_outputs)
         self.initialize_transforms(data)
         self.initialize_module(data, n_outputs)
         self.initialize_optimizer(n_steps_per_epoch=self._n_batches(len(data)))
@@ -555,14 +557,22 @@ class BaseTorchEstimator(BaseEstimator):
         torch.manual_seed(int(self._rng.integers(2**63)))
         self._generator = torch.Generator().manual_seed(int(self._rng.integers(2**63)))
 
-    def _make_fingerprint(self, data, n_outputs):
-        """What a checkpoint must have been trained on and with, to be resumed."""
+    def _make_fingerprint(self, data, labels, n_outputs):
+        """What a checkpoint must have been trained on and with, to be resumed.
+
+        The images and labels enter by their content: a checkpoint of a network trained on
+        other images of the same shape (another fold of a cross-validation) never resumes.
+        """
         params = {
             key: value
             for key, value in self.get_params(deep=False).items()
             if key not in self._resumable_params
         }
-        return repr((type(self).__name__, sorted(params.items()), tuple(data.shape), n_outputs))
+        content = hashlib.blake2b(np.ascontiguousarray(data.numpy()).data, digest_size=16)
+        if labels is not None:
+            content.update(np.ascontiguousarray(labels.numpy()).data)
+        return repr((type(self).__name__, sorted(params.items()), tuple(data.shape), n_outputs,
+                     content.hexdigest()))
 
     def initialize_transforms(self, data):
         """Build ``input_transform_`` (standardisation, Sobel, upsampling) and ``augment_``.
@@ -615,12 +625,15 @@ class BaseTorchEstimator(BaseEstimator):
         ).to(self.device_)
 
     def initialize_callbacks(self):
-        """Build ``callbacks_``: timer, progress bar, checkpoint, then the user's."""
+        """Build ``callbacks_``: timer, checkpoint, progress bar, then the user's.
+
+        The checkpoint comes before the bar, which then starts from the epochs it resumed.
+        """
         defaults = [EpochTimer()]
-        if self.verbose:
-            defaults.append(ProgressBar())
         if self.checkpoint_dir is not None:
             defaults.append(Checkpoint(self.checkpoint_dir))
+        if self.verbose:
+            defaults.append(ProgressBar())
         self.callbacks_ = [*defaults, *(self.callbacks or [])]
 
     def _notify(self, hook, **kwargs):

@@ -253,8 +253,11 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
     _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
 
-    with pytest.raises(ValueError, match="other parameters or data"):
-        TorchCNNClassifier(**{**params, "lr": 0.01}, checkpoint_dir=tmp_path).fit(X, y)
+    # other parameters, other images of the same shape (another fold), or more epochs
+    # (a longer learning-rate schedule): the checkpoint does not resume
+    for other_params, other_X in [({"lr": 0.01}, X), ({}, 255 - X), ({"epochs": 4}, X)]:
+        with pytest.raises(ValueError, match="other parameters or data"):
+            TorchCNNClassifier(**{**params, **other_params}, checkpoint_dir=tmp_path).fit(other_X, y)
 
 
 def test_callback_can_stop_training_with_a_reason(small_digits):
