@@ -412,6 +412,8 @@ def load_images(source, *, cache_dir=None, image_size=None, skip_bad=False):
     if depths == {1}:
         return Dataset(_dataset_name(path), tree.images, None, files=tree.paths,
                        skipped=tree.skipped)
+    if 1 in depths:
+        raise _mixed_depths_error(tree.paths)
     classes, y = _class_indices([p[-2] for p in parts])
     return Dataset(_dataset_name(path), tree.images, y, classes=classes, files=tree.paths,
                    skipped=tree.skipped)
@@ -586,10 +588,14 @@ def _tree_to_dataset(name, tree, seed, test_size):
         classes, y = _class_indices([p[0] for p in parts])
         dataset = _hold_out(name, tree.images, y, classes, seed, test_size, tree.paths)
         return replace(dataset, skipped=tree.skipped)
-    shallow = min(tree.paths, key=lambda p: p.count("/"))
-    deep = max(tree.paths, key=lambda p: p.count("/"))
-    raise DataError(
-        f"Cannot tell the layout: {shallow!r} and {deep!r} sit at different depths. Expected "
+    raise _mixed_depths_error(tree.paths)
+
+
+def _mixed_depths_error(paths):
+    shallow = min(paths, key=lambda p: p.count("/"))
+    deep = max(paths, key=lambda p: p.count("/"))
+    return DataError(
+        f"Cannot tell the layout: '{shallow}' and '{deep}' sit at different depths. Expected "
         "train/<class>/<image> and test/<class>/<image>, <class>/<image>, or images alone."
     )
 

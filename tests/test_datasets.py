@@ -207,3 +207,11 @@ def test_a_class_with_one_image_cannot_be_held_out(tmp_path):
     files = class_images(np.random.default_rng(0), 3) | {"lonely/0.png": png_bytes(np.zeros((8, 8, 3), np.uint8))}
     with pytest.raises(DataError, match="'lonely' has 1 image"):
         load(write_tree(tmp_path / "pets", files), tmp_path)
+
+
+def test_a_stray_image_beside_class_folders_is_named(tmp_path):
+    files = class_images(np.random.default_rng(0), 3) | {"stray.png": png_bytes(np.zeros((8, 8, 3), np.uint8))}
+    tree = write_tree(tmp_path / "pets", files)
+    for loader in (load_dataset, datasets.load_images):
+        with pytest.raises(DataError, match="'stray.png' and .* sit at different depths"):
+            loader(tree, cache_dir=tmp_path / "cache")
