@@ -13,19 +13,20 @@ def check_images(X, *, name="X"):
     ----------
     X : array-like of shape (n_images, height, width, channels) or (n_images, height, width)
         Images, uint8 in [0, 255] or floats in [0, 1]. A 3-d array is read as grey images.
+        Integer images of other dtypes must hold values in [0, 255]; they become uint8.
     name : str, default="X"
         Name used in error messages.
 
     Returns
     -------
     images : ndarray of shape (n_images, height, width, channels)
-        The images, uint8 or floating point, never copied when already valid.
+        The images, uint8 or floating point, never copied when already uint8 or floats.
 
     Raises
     ------
     ValueError
         If the array is empty, has the wrong number of dimensions, a channel count other than
-        1, 2 or 3, or holds NaN or infinite values.
+        1, 2 or 3, holds NaN or infinite values, or integers outside [0, 255].
     """
     images = np.asarray(X)
     if images.ndim == 3:
@@ -46,7 +47,20 @@ def check_images(X, *, name="X"):
         raise ValueError(f"{name} contains NaN or infinite values.")
     if images.dtype.kind not in "uif":
         raise ValueError(f"{name} must hold numbers; got dtype {images.dtype}.")
+    if images.dtype.kind in "ui" and images.dtype != np.uint8:
+        images = _as_uint8(images, name)
     return images
+
+
+def _as_uint8(images, name):
+    """Integer pixels of another dtype, as the uint8 values they must be."""
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"{name} holds integer pixels from {low} to {high}; integer images must hold "
+            "values in [0, 255] (or give floats in [0, 1])."
+        )
+    return images.astype(np.uint8)
 
 
 class ImageFlattener(TransformerMixin, BaseEstimator):

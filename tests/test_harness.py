@@ -80,6 +80,12 @@ def test_image_flattener_scales_and_refuses_bad_shapes_and_nans():
         ImageFlattener().fit(np.full((2, 3, 3, 1), np.nan))
     with pytest.raises(ValueError, match=r"got an array of shape \(2, 3, 3, 3, 3\)"):
         ImageFlattener().fit(np.zeros((2, 3, 3, 3, 3)))
+    # integer pixels of any dtype are 0-255 values, scaled as uint8 ones
+    wide = images.astype(np.int64)
+    np.testing.assert_array_equal(ImageFlattener().fit(wide).transform(wide), flat)
+    wide[0, 0, 0, 0] = 256
+    with pytest.raises(ValueError, match="integer pixels from 255 to 256"):
+        ImageFlattener().fit(wide)
 
 
 # --------------------------------------------------------------------------- store
