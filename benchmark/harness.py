@@ -244,11 +244,13 @@ def _training_labels(estimator, X_train):
 
 
 def requested_clusters(estimator):
-    """The ``n_clusters`` parameter of an estimator or of any step of its pipeline."""
-    for name, value in estimator.get_params().items():
-        if name == "n_clusters" or name.endswith("__n_clusters"):
-            return value
-    return None
+    """The ``n_clusters`` parameter of an estimator, or of the last step of its pipeline.
+
+    The last step labels the images; a network earlier in the pipeline (learned features)
+    may have been trained on another number of clusters.
+    """
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    return final.get_params(deep=False).get("n_clusters")
 
 
 def fitted_summary(estimator):

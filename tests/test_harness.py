@@ -1,6 +1,8 @@
 
 import numpy as np
 import pytest
+from sklearn.cluster import KMeans
+from sklearn.pipeline import Pipeline
 
 from benchmark import cli, harness, load_dataset, run_method
 from benchmark.datasets import DataError, Dataset
@@ -46,6 +48,12 @@ def test_kmeans_is_scored_as_a_clustering(digits):
     assert record["nmi_test"] >= 0.6 and record["acc_train"] >= 0.6
     assert record["n_clusters"] == 10 and sum(record["cluster_sizes_train"]) == 1437
     assert "test_accuracy" not in record
+
+
+def test_clusters_are_counted_by_the_step_that_labels():
+    # the features of the first step come from 20 clusters; the images fall into 5
+    pipeline = Pipeline([("features", KMeans(n_clusters=20)), ("model", KMeans(n_clusters=5))])
+    assert harness.requested_clusters(pipeline) == 5
 
 
 def test_same_seed_gives_the_same_record(digits):
