@@ -32,7 +32,12 @@ def pca_features(dataset, seed=0):
 
 
 def timed_search(search, X, y):
-    """Fit a search; return its best CV score, number of fits, fits computed and wall time."""
+    """Fit a search; return its best CV score, number of fits, fits computed and wall time.
+
+    The search runs without its refit on the whole training set, which every tuner pays
+    once: what is counted and timed is the search itself.
+    """
+    search.set_params(refit=False)
     clear_cache()
     with count_fits() as shared:
         start = time.perf_counter()
@@ -42,8 +47,7 @@ def timed_search(search, X, y):
     return {
         "best CV score": search.best_score_,
         "fits": fits,
-        # the refit on the whole training set is counted by neither column
-        "fits computed": shared.computed - 1 if shared.requested else fits,
+        "fits computed": shared.computed if shared.requested else fits,
         "seconds": seconds,
         "best params": search.best_params_,
     }

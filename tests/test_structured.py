@@ -18,6 +18,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import check_estimator
 from threadpoolctl import threadpool_limits
 
+from benchmark.search_benchmark import timed_search
 from search.structured import (
     SharedForestClassifier,
     SharedLogisticRegression,
@@ -376,3 +377,16 @@ def test_structured_swaps_models_and_final_pipeline_steps():
     other = DecisionTreeClassifier(max_depth=2)
     assert type(structured(other)) is DecisionTreeClassifier
     assert structured(other) is not other
+
+
+@pytest.mark.parametrize("model, computed", [
+    # one neighbour query per fold, whatever the candidate: the refit queries nothing
+    (SharedNeighborsClassifier(), 3),
+    # a plain estimator fits every candidate on every fold
+    (KNeighborsClassifier(), 18),
+])
+def test_search_benchmark_counts_the_fits_of_the_search_alone(model, computed):
+    X, y = load_digits(return_X_y=True)
+    grid = {"n_neighbors": [1, 3, 5], "algorithm": ["kd_tree", "brute"]}
+    result = timed_search(GridSearchCV(model, grid, cv=CV), X[:300], y[:300])
+    assert result["fits"] == 18 and result["fits computed"] == computed
