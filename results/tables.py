@@ -53,6 +53,12 @@ TRAINING = [("train images", "n_train"), ("fit s", "fit_time")]
 NOT_IN_STUDY = "–"
 
 
+def _on_cifar10(dataset):
+    # The study's dataset: the official batches, a copy named after it (cifar10-jpeg), or a
+    # subset of either (cifar10-n5000).
+    return dataset == "cifar10" or dataset.startswith(("cifar10-", "cifar10_"))
+
+
 def render_report(frame, *, title="Results", plots=()):
     """Markdown report: one table per kind of method present in the records, then plots.
 
@@ -77,12 +83,13 @@ def render_report(frame, *, title="Results", plots=()):
         if not rows.empty:
             sections.append(f"## {heading}\n\n{_table(rows, ours + TRAINING, study)}")
             sections.extend(_best_params(rows))
-    sections.append(
-        "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
-        f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every other "
-        "figure was measured by this toolkit on the dataset named in the row. Figures are "
-        "means over seeds."
-    )
+    if frame["dataset"].map(_on_cifar10).any():
+        sections.append(
+            "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
+            f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every "
+            "other figure was measured by this toolkit on the dataset named in the row."
+        )
+    sections.append("Figures are means over seeds.")
     sections.extend(_environments(frame))
     if plots:
         sections.append("## Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots))
@@ -95,11 +102,13 @@ def _table(rows, ours, study):
         **{field: (field, "mean") for field in fields}, seeds=("seed", "nunique"),
         reference=("reference", "first"),
     )
+    if not any(_on_cifar10(dataset) for _, dataset, _ in summary.index):
+        study = []
     body = []
     for (method, dataset, profile), row in summary.iterrows():
         line = [method, dataset, profile, int(row["seeds"])]
         line += [_number(row.get(field)) for _, field in ours]
-        figures = STUDY.get(row["reference"], {})
+        figures = STUDY.get(row["reference"], {}) if _on_cifar10(dataset) else {}
         line += [_number(figures[field]) if field in figures else NOT_IN_STUDY
                  for _, field in study]
         body.append(line)

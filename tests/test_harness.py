@@ -260,6 +260,11 @@ def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
     assert cells[:4] == ["logreg", "cifar10", "quick", "2"]
     assert "0.4100" in cells and "0.3930" in cells  # our mean over two seeds, the study's
     assert "study test acc" in table
+    # the study's figures are on CIFAR-10: a report on other data shows none
+    store.write({"method": "logreg", "dataset": "digits", "profile": "quick", "seed": 0,
+                 "table": "classical", "reference": "logreg", "test_accuracy": 0.95})
+    digits = render_report(store.to_frame().query("dataset == 'digits'"))
+    assert "study" not in digits and "0.3930" not in digits
 
 
 def test_report_names_the_machines_the_records_were_measured_on(tmp_path):
