@@ -35,6 +35,14 @@ class LayeredNetwork(nn.Module):
         """Names of the layers whose activations :meth:`features` returns, in order."""
         return tuple(self.layers)
 
+    def check_layer(self, layer):
+        """Raise a ValueError naming the valid layers if `layer` is not one of them."""
+        if layer not in self.layers:
+            raise ValueError(
+                f"{type(self).__name__} has no layer {layer!r}; its layers are "
+                f"{list(self.layers)}.{_did_you_mean(layer, self.layers)}"
+            )
+
     def forward(self, x):
         """Class scores (logits) of a batch of images."""
         for layer in self.layers.values():
@@ -56,11 +64,7 @@ class LayeredNetwork(nn.Module):
         activations : torch.Tensor of shape (n_images, channels', height', width')
             The layer's output.
         """
-        if layer not in self.layers:
-            raise ValueError(
-                f"{type(self).__name__} has no layer {layer!r}; its layers are "
-                f"{list(self.layers)}.{_did_you_mean(layer, self.layers)}"
-            )
+        self.check_layer(layer)
         for name, module in self.layers.items():
             x = module(x)
             if name == layer:

@@ -1,9 +1,7 @@
 """Linear probe: a linear classifier on the frozen activations of a trained network's layer."""
 
-import math
 from numbers import Integral
 
-import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -12,37 +10,10 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from torch.nn import functional as F
 
-from .architectures import _did_you_mean, build_network
+from features.deep import DeepFeatures
 
-
-def pool_size(shape, max_features):
-    """Largest square average-pooling grid that keeps a layer under `max_features` values.
-
-    Parameters
-    ----------
-    shape : (int, int, int)
-        Shape (channels, height, width) of one image's activations.
-    max_features : int
-        Features wanted at most; a layer with more channels than that keeps one value
-        per channel.
-
-    Returns
-    -------
-    size : (int, int)
-        Height and width of the pooled activations, no larger than the layer's own.
-
-    Examples
-    --------
-    >>> pool_size((384, 8, 8), 10000)
-    (5, 5)
-    >>> pool_size((64, 1, 64), 10000)
-    (1, 12)
-    """
-    channels, height, width = shape
-    side = max(math.isqrt(max_features // channels), 1)
-    return min(height, side), min(width, side)
+from .architectures import build_network
 
 
 def _classifier_has(method):
@@ -60,8 +31,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     The backbone (a torch estimator of this toolkit) is never trained here: its
     activations at `layer` are computed in eval mode (batch norm uses its running
-    statistics, dropout is off), average-pooled to a grid small enough to keep at most
-    about `max_features` values, standardised, and fed to `classifier`: by default a
+    statistics, dropout is off) by :class:`features.DeepFeatures`, average-pooled to a
+    grid small enough to keep at most about `max_features` values, standardised, and fed to `classifier`: by default a
     multinomial logistic regression, a single linear layer with a softmax. An unfitted
     backbone is first cloned and fitted on the same data, so that
     ``LinearProbe(TorchPseudoLabelClassifier(), "stage2")`` runs through a harness like
@@ -91,8 +62,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     ----------
     backbone_ : estimator
         The fitted backbone: `backbone` itself if it was fitted, else a fitted clone.
-    pool_size_ : (int, int)
-        Height and width the layer's activations are pooled to.
+    features_ : features.DeepFeatures
+        The layer's pooled activations (:func:`features.deep.pooled_size` gives the grid).
     scaler_ : sklearn.preprocessing.StandardScaler
         Standardisation of the pooled features.
     classifier_ : estimator
@@ -159,23 +130,18 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         check_classification_targets(y)
-        fitted = _is_fitted(self.backbone)
-        # Fail before a long backbone fit, not after it.
-        network = self.backbone.module_ if fitted else build_network(self.backbone.arch, 1, 2)
-        self._check_layer(network.layer_names)
-        backbone = self.backbone if fitted else clone(self.backbone).fit(X, y)
-        images = backbone._validate_images(X, reset=False)
-        shape = backbone.forward_batches(images[:1], layer=self.layer).shape[1:]
-        size = pool_size(shape, self.max_features)
-        features = _pooled_activations(backbone, self.layer, images, size)
-        scaler = StandardScaler().fit(features)
-        classifier = self._unfitted_classifier().fit(scaler.transform(features), y)
-        self.backbone_ = backbone
-        self.pool_size_ = size
-        self.scaler_ = scaler
-        self.classifier_ = classifier
-        self.classes_ = classifier.classes_
-        self.n_features_in_ = backbone.n_features_in_
+        if not _is_fitted(self.backbone):
+            # Fail before a long backbone fit, not after it.
+            build_network(self.backbone.arch, 1, 2).check_layer(self.layer)
+        self.features_ = DeepFeatures(
+            self.backbone, self.layer, max_features=self.max_features
+        ).fit(X, y)
+        features = self.features_.transform(X)
+        self.scaler_ = StandardScaler().fit(features)
+        self.classifier_ = self._unfitted_classifier().fit(self.scaler_.transform(features), y)
+        self.backbone_ = self.features_.backbone_
+        self.classes_ = self.classifier_.classes_
+        self.n_features_in_ = self.features_.n_features_in_
         return self
 
     def _unfitted_classifier(self):
@@ -183,18 +149,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             return LogisticRegression(max_iter=1000)
         return clone(self.classifier)
 
-    def _check_layer(self, layer_names):
-        if self.layer not in layer_names:
-            raise ValueError(
-                f"Unknown layer {self.layer!r} for {self.backbone.arch!r}; valid layers: "
-                f"{list(layer_names)}.{_did_you_mean(self.layer, layer_names)}"
-            )
-
     def _features(self, X):
         check_is_fitted(self)
-        images = self.backbone_._validate_images(X, reset=False)
-        features = _pooled_activations(self.backbone_, self.layer, images, self.pool_size_)
-        return self.scaler_.transform(features)
+        return self.scaler_.transform(self.features_.transform(X))
 
     @available_if(_classifier_has("decision_function"))
     def decision_function(self, X):
@@ -250,19 +207,3 @@ def _is_fitted(estimator):
     except NotFittedError:
         return False
     return True
-
-
-def _pooled_activations(backbone, layer, images, size):
-    """Average-pooled, flattened activations of a layer, computed a batch at a time.
-
-    A batch at a time because a whole dataset's activations at an early layer would not
-    fit in memory.
-    """
-    chunks = [
-        F.adaptive_avg_pool2d(
-            backbone.forward_batches(images[start : start + backbone.batch_size], layer=layer),
-            size,
-        ).flatten(1)
-        for start in range(0, len(images), backbone.batch_size)
-    ]
-    return np.concatenate([chunk.numpy() for chunk in chunks])

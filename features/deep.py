@@ -96,15 +96,17 @@ def pooled_size(channels, height, width, max_features):
     --------
     >>> pooled_size(256, 8, 8, 10000)
     (6, 6)
+    >>> pooled_size(128, 16, 16, 10000)
+    (8, 8)
     >>> pooled_size(32, 1, 64, 1000)
     (1, 31)
     """
-    cells = max_features // channels
+    cells = max(max_features // channels, 1)
     if height * width <= cells:
         return height, width
-    shrink = math.sqrt(cells / (height * width))
-    pooled_height = min(height, max(1, int(height * shrink)))
-    return pooled_height, min(width, max(1, cells // pooled_height))
+    pooled_height = min(height, cells, max(1, math.isqrt(cells * height // width)))
+    pooled_width = min(width, cells // pooled_height, math.isqrt(cells * width // height))
+    return pooled_height, max(1, pooled_width)
 
 
 class DeepFeatures(TransformerMixin, BaseEstimator):
@@ -238,12 +240,8 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
         return self.backbone
 
     def _check_layer(self, backbone):
-        names = backbone.module_.layer_names
-        if self.layer is not None and self.layer not in names:
-            raise ValueError(
-                f"Unknown layer {self.layer!r} for the {backbone.arch!r} backbone; valid "
-                f"layers are {list(names)}, or None for the penultimate features."
-            )
+        if self.layer is not None:
+            backbone.module_.check_layer(self.layer)
 
     def _check_shape(self, images, image_shape):
         if images.shape[1:] != tuple(image_shape):

@@ -296,6 +296,9 @@ def test_pooled_size():
     assert pooled_size(32, 1, 64, 1000) == (1, 31)
     assert pooled_size(16, 4, 4, 10000) == (4, 4)
     assert pooled_size(512, 4, 4, 100) == (1, 1)
+    assert pooled_size(20000, 4, 4, 10000) == (1, 1)
+    # a square map pools to a square grid: 128 x 8 x 8 = 8192, where 8 x 9 cells would fit
+    assert pooled_size(128, 16, 16, 10000) == (8, 8)
 
 
 def test_deep_features_in_a_classical_pipeline(digits):
@@ -322,8 +325,8 @@ def test_deep_features_leave_a_fitted_backbone_unchanged(digits, fitted_cnn):
     _assert_sameweights_of(weights, weights_of(fitted_cnn))
     assert set(vars(fitted_cnn)) == attributes
     np.testing.assert_array_equal(predictions, fitted_cnn.predict_proba(X_test))
-    # stage1 is 16 maps of 4x4, pooled to 1x2 to stay within 40 features.
-    assert features.shape == (len(X_test), 32) and features.dtype == np.float32
+    # stage1 is 16 maps of 4x4, pooled to the largest square grid within 40 features: 1x1.
+    assert features.shape == (len(X_test), 16) and features.dtype == np.float32
 
 
 def test_deep_features_clone_and_frozen_backbone(digits, fitted_cnn):

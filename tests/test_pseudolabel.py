@@ -15,7 +15,6 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
-from estimators.probe import pool_size
 from estimators.training import Callback
 from conftest import weights_of
 
@@ -243,13 +242,6 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
 # ------------------------------------------------------------------ linear probe
 
 
-def test_pool_size_keeps_under_max_features():
-    assert pool_size((32, 2, 2), 10000) == (2, 2)
-    assert pool_size((16, 4, 4), 64) == (2, 2)
-    assert pool_size((512, 4, 4), 10000) == (4, 4)
-    assert pool_size((20000, 4, 4), 10000) == (1, 1)
-
-
 def test_probe_classifies_digits_linearly_and_leaves_the_backbone(fitted, digits):
     X_train, X_test, y_train, y_test = digits
     before = weights_of(fitted)
@@ -270,7 +262,7 @@ def test_probe_pools_to_max_features(fitted, digits):
     probe = LinearProbe(fitted, "stage1", max_features=64).fit(
         X_train[:200], y_train[:200]
     )
-    assert probe.pool_size_ == (2, 2)
+    assert probe.features_.n_features_out_ == 64  # 16 channels x 2 x 2
     assert probe.classifier_.coef_.shape == (10, 64)
 
 
@@ -309,7 +301,7 @@ def test_probe_keeps_a_frozen_backbone_through_clone(fitted, small_digits):
 
 def test_probe_rejects_unknown_layers(fitted, small_digits):
     X, y = small_digits
-    with pytest.raises(ValueError, match=r"valid layers: \['stage1', 'stage2', 'stage3'\]"):
+    with pytest.raises(ValueError, match=r"its layers are \['stage1', 'stage2', 'stage3'\]"):
         LinearProbe(fitted, "stage4").fit(X, y)
     # Before a long fit of an unfitted backbone, not after it.
     unfitted = TorchPseudoLabelClassifier("resnet18", verbose=0)
