@@ -7,6 +7,7 @@ import numpy as np
 from scipy.special import softmax
 
 from estimators import cluster_sizes, clustering_scores
+from results import atomic_write
 from results.plots import contact_sheet, plot_sizes
 
 from .datasets import DataError
@@ -80,10 +81,8 @@ def membership_confidence(estimator, X, labels):
 
 
 def _write_assignments(path, files, labels, confidence):
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as file:
+    with atomic_write(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["file", "cluster", "confidence"])
         for name, cluster, sure in zip(files, labels, confidence):
             writer.writerow([name, int(cluster), f"{sure:.4f}"])
-    partial.replace(path)

@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from features import check_images
+from results import atomic_write
 
 BUILTIN_DATASETS = ("digits", "cifar10")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -429,8 +430,9 @@ def _cached_tree(path, cache_dir, image_size, skip_bad):
         with np.load(cache_file, allow_pickle=False) as cached:
             return _Tree(cached["images"], tuple(cached["paths"]), tuple(cached["skipped"]))
     tree = _decode_tree(path, image_size, skip_bad)
-    _save_atomically(cache_file, images=tree.images, paths=np.array(tree.paths, dtype=str),
-                     skipped=np.array(tree.skipped, dtype=str))
+    with atomic_write(cache_file, "wb") as file:
+        np.savez(file, images=tree.images, paths=np.array(tree.paths, dtype=str),
+                 skipped=np.array(tree.skipped, dtype=str))
     return tree
 
 
@@ -446,17 +448,6 @@ def _content_digest(path):
         digest.update(file.relative_to(path).as_posix().encode() + b"\0")
         digest.update(file.read_bytes())
     return digest.hexdigest()
-
-
-def _save_atomically(target, **arrays):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _iter_entries(path):

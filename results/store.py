@@ -3,12 +3,47 @@
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 KEY_FIELDS = ("method", "dataset", "profile", "seed")
+
+
+@contextmanager
+def atomic_write(target, mode="w", **open_kwargs):
+    """Open a file that replaces `target` only once it is whole.
+
+    What is written goes to a hidden temporary file beside `target` (its folder is
+    created), flushed to disk and renamed over `target` when the block ends; if the block
+    raises, the temporary file is removed and `target` is left as it was.
+
+    Parameters
+    ----------
+    target : str or path-like
+        The file to write.
+    mode : {"w", "wb"}, default="w"
+        Text or binary.
+    **open_kwargs
+        Passed to :func:`open` (``newline=""`` for csv, for instance).
+
+    Yields
+    ------
+    file : file object
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, mode, **open_kwargs) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def record_key(method, dataset, profile, seed):
@@ -80,18 +115,9 @@ class ResultStore:
         missing = [name for name in KEY_FIELDS if name not in record]
         if missing:
             raise ValueError(f"A record needs the key fields {KEY_FIELDS}; missing {missing}.")
-        target = self.path(*(record[name] for name in KEY_FIELDS))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, indent=1, default=_plain)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            with open(partial, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        text = json.dumps(record, indent=1, default=_json_default)
+        with atomic_write(self.path(*(record[name] for name in KEY_FIELDS))) as file:
+            file.write(text)
 
     def read(self, method, dataset, profile, seed):
         """The record for these key fields, as a dict."""
@@ -106,7 +132,7 @@ class ResultStore:
         return pd.DataFrame.from_records(self.records())
 
 
-def _plain(value):
+def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -3,7 +3,7 @@ estimators that make exhaustive grids affordable, and joblib backends (local or 
 
 from .backends import BACKENDS, parallel_backend
 from .genetic import FloatRange, GASearchCV, IntRange
-from .grids import SEARCH_SPACES, prefixed, search_space
+from .grids import SEARCH_SPACES, search_space
 from .splits import SubsetKFold
 from .structured import (
     FitStats,
@@ -32,7 +32,6 @@ __all__ = [
     "clear_cache",
     "count_fits",
     "parallel_backend",
-    "prefixed",
     "search_space",
     "set_cache_limit",
     "structured",

@@ -17,12 +17,12 @@ quick
 smoke
     Two to four candidates, for tests.
 
-The registry routes a space to a pipeline step with :func:`prefixed`.
+To tune a pipeline's step, prefix each name with the step's: ``{"svc__C": [1, 10]}``.
 """
 
 import math
 
-__all__ = ["SEARCH_SPACES", "prefixed", "search_space"]
+__all__ = ["SEARCH_SPACES", "search_space"]
 
 SEARCH_SPACES = {
     "rf": {
@@ -133,27 +133,3 @@ def search_space(model, profile):
         name: list(values) if isinstance(values, list) else values
         for name, values in profiles[profile].items()
     }
-
-
-def prefixed(space, step_name):
-    """Route a search space to the step `step_name` of a pipeline.
-
-    Parameters
-    ----------
-    space : dict
-        Parameter name -> values, as returned by :func:`search_space`.
-
-    step_name : str
-        Name of the pipeline step that holds the estimator.
-
-    Returns
-    -------
-    space : dict
-        The same values under ``f"{step_name}__{name}"``.
-
-    Examples
-    --------
-    >>> prefixed({"C": [1, 10]}, "svc")
-    {'svc__C': [1, 10]}
-    """
-    return {f"{step_name}__{name}": values for name, values in space.items()}

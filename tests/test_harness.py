@@ -8,7 +8,7 @@ from benchmark import cli, harness, load_dataset, run_method
 from benchmark.datasets import DataError, Dataset
 from benchmark.registry import METHODS, PROBE_PENALTIES
 from features import ImageFlattener
-from results import ResultStore, render_report
+from results import ResultStore, atomic_write, render_report
 
 DIGITS_FLOORS = {"rf": 0.93, "knn": 0.95, "logreg": 0.93, "svm": 0.95}
 
@@ -97,6 +97,18 @@ def test_image_flattener_scales_and_refuses_bad_shapes_and_nans():
 
 
 # --------------------------------------------------------------------------- store
+
+
+def test_atomic_write_replaces_the_file_only_when_the_block_ends(tmp_path):
+    target = tmp_path / "assignments.csv"
+    target.write_text("before")
+    with pytest.raises(RuntimeError), atomic_write(target) as file:
+        file.write("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "before" and list(tmp_path.iterdir()) == [target]
+    with atomic_write(target) as file:
+        file.write("after")
+    assert target.read_text() == "after" and list(tmp_path.iterdir()) == [target]
 
 
 def test_store_writes_whole_records_or_nothing(tmp_path):

@@ -24,7 +24,6 @@ from search import (
     FloatRange,
     GASearchCV,
     IntRange,
-    prefixed,
     SubsetKFold,
     search_space,
     structured,
@@ -130,13 +129,6 @@ def test_search_space_names_the_valid_choices(model, profile, match):
 def test_search_space_is_a_copy():
     search_space("svm", "paper")["C"].append(1)
     assert SEARCH_SPACES["svm"]["paper"]["C"] == [100, 1000]
-
-
-def test_prefixed_routes_to_a_step():
-    assert prefixed({"C": [1], "gamma": FloatRange(0.1, 1)}, "svc") == {
-        "svc__C": [1],
-        "svc__gamma": FloatRange(0.1, 1),
-    }
 
 
 # --- GASearchCV: search quality and determinism ---------------------------------------
@@ -259,7 +251,7 @@ def test_patience_stops_a_stalled_search(digits):
 
 def test_pipeline_parameters_carry_the_step_prefix(digits):
     pipeline = Pipeline([("scale", StandardScaler()), ("svc", SVC())])
-    space = prefixed({"C": [1, 10], "gamma": ["scale", 1e-3]}, "svc")
+    space = {"svc__C": [1, 10], "svc__gamma": ["scale", 1e-3]}
     search = GASearchCV(
         pipeline, space, cv=CV, population_size=4, generations=2, random_state=0
     ).fit(*digits)
