@@ -150,6 +150,7 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
     jobs = []  # (method, its checkpoint folder) of each row still to run
     for method in methods:
         if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
+            _check_same_dataset(store, method, dataset, args)
             log.info("%s: finished earlier, kept (--force recomputes)", method.name)
         else:
             checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
@@ -178,6 +179,17 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
               "again to resume.", file=sys.stderr)
         raise SystemExit(130) from None
     return failures
+
+
+def _check_same_dataset(store, method, dataset, args):
+    """Refuse to resume a run folder whose record was measured on other images."""
+    recorded = store.read(method.name, dataset.name, args.profile, args.seed)
+    if recorded.get("dataset_digest", dataset.digest) != dataset.digest:
+        raise DataError(
+            f"{store.root} holds a record of {method.name} on another dataset also named "
+            f"{dataset.name!r}: its images or labels differ from these. Pass --out DIR to "
+            "keep both runs, or --force to replace its records."
+        )
 
 
 def _run_row(method, dataset, args, checkpoints, backbones=None):

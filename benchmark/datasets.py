@@ -5,6 +5,7 @@ Every loader returns a :class:`Dataset` whose images are uint8 arrays of shape
 int64 class indices, or None for a folder of unlabelled images.
 """
 
+import functools
 import hashlib
 import io
 import json
@@ -69,6 +70,18 @@ class Dataset:
     def labelled(self):
         """Whether the images carry class labels."""
         return self.y_train is not None
+
+    @functools.cached_property
+    def digest(self):
+        """Hex digest of the images and labels of both parts.
+
+        Two datasets that share a name (two folders called ``data``) tell their records
+        apart by it.
+        """
+        content = hashlib.blake2b(digest_size=16)
+        for array in (self.X_train, self.y_train, self.X_test, self.y_test):
+            content.update(b"-" if array is None else np.ascontiguousarray(array).data)
+        return content.hexdigest()
 
     @property
     def n_classes(self):

@@ -70,6 +70,7 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         _route_checkpoints(estimator, checkpoint_dir)
     record = {
         "method": method.name, "dataset": dataset.name, "profile": profile, "seed": seed,
+        "dataset_digest": dataset.digest,
         "table": method.table, "reference": method.reference,
         "n_train": len(train.X_train),
         "n_test": 0 if dataset.X_test is None else len(dataset.X_test),

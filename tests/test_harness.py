@@ -221,6 +221,25 @@ def test_interrupted_run_resumes_with_the_unfinished_methods(tmp_path, monkeypat
     assert resumed[2:] == ["knn", "logreg", "kmeans"]
 
 
+def test_a_rerun_on_other_images_of_the_same_name_is_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "data.npz", X=rng.integers(0, 256, (60, 8, 8), np.uint8),
+                 y=np.arange(60) % 3)
+    run = ("run", "--methods", "knn", "--profile", "smoke", "--out", str(tmp_path / "runs"),
+           "--cache-dir", str(tmp_path / "cache"), "--dataset")
+    assert run_cli(*run, str(tmp_path / "first" / "data.npz")) == 0
+    first = ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0)
+    assert run_cli(*run, str(tmp_path / "first" / "data.npz")) == 0  # resumes: nothing to do
+    assert run_cli(*run, str(tmp_path / "second" / "data.npz")) == 2
+    assert "another dataset also named 'data'" in capsys.readouterr().err
+    assert ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0) == first
+    assert run_cli(*run, str(tmp_path / "second" / "data.npz"), "--force") == 0
+    second = ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0)
+    assert second["dataset_digest"] != first["dataset_digest"]
+
+
 def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, capsys):
     real_run_method = harness.run_method
 
