@@ -32,11 +32,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     The backbone (a torch estimator of this toolkit) is never trained here: its
     activations at `layer` are computed in eval mode (batch norm uses its running
     statistics, dropout is off) by :class:`features.DeepFeatures`, average-pooled to a
-    grid small enough to keep at most about `max_features` values, standardised, and fed to `classifier`: by default a
-    multinomial logistic regression, a single linear layer with a softmax. An unfitted
-    backbone is first cloned and fitted on the same data, so that
-    ``LinearProbe(TorchPseudoLabelClassifier(), "stage2")`` runs through a harness like
-    any classifier (an unsupervised backbone ignores the labels).
+    grid small enough to keep at most about `max_features` values, standardised, and fed
+    to `classifier`: by default a multinomial logistic regression, a single linear layer
+    with a softmax. An unfitted backbone is first cloned and fitted on the same data, so
+    that ``LinearProbe(TorchPseudoLabelClassifier(), "stage2")`` runs through a harness
+    like any classifier (an unsupervised backbone ignores the labels).
 
     Parameters
     ----------
