@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark list | run | report``."""
+"""Command line: ``python -m benchmark list | run | cluster | report``."""
 
 import argparse
 import logging
@@ -9,16 +9,20 @@ from pathlib import Path
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from results import ResultStore, render_plots, render_report
-from search.backends import BACKENDS, parallel_backend
+from results import RecordError, ResultStore, atomic_write, render_plots, render_report
+from search.backends import BACKENDS, SchedulerError, parallel_backend
 
 from .cluster import cluster_images
 from .datasets import DataError, load_dataset, load_images
-from .harness import BackboneCache, run_method
+from .harness import BackboneCache, check_runnable, run_method
 from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
 
 log = logging.getLogger("benchmark")
 USAGE_ERROR = 2
+INTERRUPTED = 130
+NOTES_FILE = "notes.md"
+# Seeds go to numpy's and scikit-learn's generators, which take 32-bit unsigned integers.
+MAX_SEED = 2**32 - 1
 DATASET_HELP = {
     "digits": "scikit-learn's 1,797 8x8 grey digits, embedded (the default)",
     "cifar10": "CIFAR-10 python batches under --data-dir, downloaded where the network allows",
@@ -32,9 +36,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return args.command(args)
-    except (UnknownNameError, DataError) as exc:
+    except (UnknownNameError, DataError, RecordError, SchedulerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted.", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _parser():
@@ -53,14 +60,16 @@ def _parser():
     run.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
     run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
+    run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    run.add_argument("--n-jobs", type=_n_jobs, default=-1,
+                     help="parallel jobs (default -1: all cores; -2: all but one)")
     run.add_argument("--backend", choices=BACKENDS, default="threads",
                      help="where parallel jobs run: threads or processes here, or a Dask "
                           "cluster (which also runs the methods side by side)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address; implies --backend dask (default: a local cluster)")
-    run.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")
+    run.add_argument("--limit", type=_positive_int,
+                     help="keep N training images (seeded, stratified)")
     run.add_argument("--image-size", type=_image_size, metavar="HxW",
                      help="resize every image instead of refusing mixed sizes")
     run.add_argument("--skip-bad", action="store_true",
@@ -72,24 +81,52 @@ def _parser():
         "cluster", help="cluster a folder or archive of images, labelled or not")
     cluster.add_argument("path", type=Path, metavar="PATH")
     cluster.add_argument("--method", required=True, help="a clustering method, such as kmeans")
-    cluster.add_argument("--clusters", type=int, help="default: the number of classes, or 10")
+    cluster.add_argument("--clusters", type=_positive_int,
+                         help="default: the number of classes, or 10")
     cluster.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     cluster.add_argument("--out", type=Path, help="default runs/<dataset>-cluster-<method>")
-    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
     cluster.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
     cluster.add_argument("--image-size", type=_image_size, metavar="HxW",
                          help="resize every image instead of refusing mixed sizes")
     cluster.add_argument("--skip-bad", action="store_true", help="skip unreadable image files")
     cluster.set_defaults(command=cluster_command)
 
-    report = commands.add_parser("report", help="write and print results.md of a run folder")
+    report = commands.add_parser(
+        "report", help="write and print results.md of a run folder (its notes.md first)")
     report.add_argument("run_dir", type=Path, metavar="DIR")
     report.set_defaults(command=report_command)
     return parser
 
 
 def _names(text):
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated method names, got {text!r}")
+    return names
+
+
+def _integer(text, *, accept, expected):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _positive_int(text):
+    return _integer(text, accept=lambda n: n >= 1, expected="a positive integer")
+
+
+def _seed(text):
+    return _integer(text, accept=lambda n: 0 <= n <= MAX_SEED,
+                    expected=f"an integer from 0 to {MAX_SEED}")
+
+
+def _n_jobs(text):
+    return _integer(text, accept=lambda n: n != 0, expected="a non-zero integer (-1: all cores)")
 
 
 def _image_size(text):
@@ -121,6 +158,9 @@ def run_command(args):
     """Run the chosen methods, skipping finished records, then print the report."""
     check_profile(args.profile)
     methods = list(METHODS.values()) if args.all else get_methods(args.methods)
+    store = ResultStore(args.out) if args.out else None
+    if store is not None:
+        _check_run_folder(store)
     dataset = load_dataset(
         args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
         image_size=args.image_size, skip_bad=args.skip_bad, limit=args.limit, seed=args.seed,
@@ -130,7 +170,11 @@ def run_command(args):
     if args.all and not dataset.labelled:
         log.info("%s has no labels: running the clustering methods only.", dataset.name)
         methods = [method for method in methods if not method.supervised]
-    store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
+    for method in methods:  # before any runs, not after the first hours
+        check_runnable(method, dataset)
+    store = store or ResultStore(Path("runs") / f"{dataset.name}-{args.profile}")
+    _check_run_folder(store)
+    _check_same_dataset(store, dataset)
     backend = "dask" if args.scheduler else args.backend
     with parallel_backend(backend, scheduler=args.scheduler):
         failures = _run_all(methods, dataset, store, args, on_cluster=backend == "dask")
@@ -143,14 +187,13 @@ def run_command(args):
 def _run_all(methods, dataset, store, args, *, on_cluster=False):
     """Run the unfinished methods, writing each record as it comes; return the failures.
 
-    Here, rows run one after another, and a probe borrows the network its clustering row
-    just trained. On a Dask cluster, rows run side by side on its workers (each trains
+    Here, rows run one after another, and a probe or learned-feature row borrows the
+    network an earlier row just trained on the same images with the same settings. On a Dask cluster, rows run side by side on its workers (each trains
     what it needs): results are written in the order they finish.
     """
     jobs = []  # (method, its checkpoint folder) of each row still to run
     for method in methods:
         if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
-            _check_same_dataset(store, method, dataset, args)
             log.info("%s: finished earlier, kept (--force recomputes)", method.name)
         else:
             checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
@@ -172,24 +215,39 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
                 failures.append((name, error))
                 continue
             store.write(record)
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            _remove_checkpoints(checkpoints)
             log.info("%s: done in %.1f s", name, record["fit_time"])
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are kept in {store.root}; run the same command "
               "again to resume.", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     return failures
 
 
-def _check_same_dataset(store, method, dataset, args):
-    """Refuse to resume a run folder whose record was measured on other images."""
-    recorded = store.read(method.name, dataset.name, args.profile, args.seed)
-    if recorded.get("dataset_digest", dataset.digest) != dataset.digest:
-        raise DataError(
-            f"{store.root} holds a record of {method.name} on another dataset also named "
-            f"{dataset.name!r}: its images or labels differ from these. Pass --out DIR to "
-            "keep both runs, or --force to replace its records."
-        )
+def _remove_checkpoints(folder):
+    """Delete a finished row's checkpoints, and the checkpoints folder once it is empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:  # other rows' checkpoints are still there
+        pass
+
+
+def _check_run_folder(store):
+    if store.root.exists() and not store.root.is_dir():
+        raise DataError(f"--out {store.root} is a file; give a folder for the run's records.")
+
+
+def _check_same_dataset(store, dataset):
+    """Refuse to add to a run folder that holds records of other images of the same name."""
+    for record in store.records():
+        if record["dataset"] == dataset.name and record.get(
+                "dataset_digest", dataset.digest) != dataset.digest:
+            raise DataError(
+                f"{store.root} holds a record of {record['method']} on another dataset also "
+                f"named {dataset.name!r}: its images or labels differ from these. Pass --out "
+                "DIR to keep both runs apart, or delete that folder's records to start over."
+            )
 
 
 def _run_row(method, dataset, args, checkpoints, backbones=None):
@@ -232,9 +290,17 @@ def report_command(args):
 
 
 def write_report(store, *, title):
-    """Render the plots and tables of a run folder into its ``results.md``; return the text."""
+    """Render the plots and tables of a run folder into its ``results.md``; return the text.
+
+    The text of the folder's ``notes.md``, if it has one (how the records were made, say),
+    opens the report: ``results.md`` itself is rewritten from the records every time.
+    """
     store.root.mkdir(parents=True, exist_ok=True)
     plots = render_plots(store.records(), store.root)
     report = render_report(store.to_frame(), title=title, plots=plots)
-    (store.root / "results.md").write_text(report)
+    notes = store.root / NOTES_FILE
+    if notes.is_file():
+        report = f"{notes.read_text().rstrip()}\n\n{report}"
+    with atomic_write(store.root / "results.md") as file:
+        file.write(report)
     return report

@@ -45,8 +45,12 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     if method.supervised:
         raise DataError(f"{method.name} is supervised; the cluster command needs a clustering "
                         "method (python -m benchmark list shows them).")
-    n_clusters = n_clusters or dataset.n_classes or 10
+    if n_clusters is None:
+        n_clusters = dataset.n_classes or 10
     X = dataset.X_train
+    if not 1 <= n_clusters <= len(X):
+        raise DataError(f"Cannot make {n_clusters} clusters of {len(X)} images; ask for 1 to "
+                        f"{len(X)} clusters.")
     estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(X)
     labels = estimator.predict(X)
     confidence = membership_confidence(estimator, X, labels)

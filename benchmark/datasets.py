@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
@@ -29,8 +29,10 @@ BUILTIN_DATASETS = ("digits", "cifar10")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-_CACHE_FORMAT = 1
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "F"})
+_CACHE_FORMAT = 2  # 2: grey images of 16 bits scaled, not clipped
+_GREY_MODES = frozenset({"1", "L", "LA", "La"})
+# Grey modes of more than 8 bits, read as arrays and scaled down to 8 bits.
+_DEEP_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 class DataError(ValueError):
@@ -113,7 +115,8 @@ def load_dataset(
     cache_dir : path, default=None
         Where decoded image trees are cached, keyed by the source's content.
     image_size : tuple of (int, int), default=None
-        Resize every image of a tree to (height, width) instead of refusing mixed sizes.
+        Resize every image to (height, width), bilinearly; a tree of mixed sizes is then
+        accepted instead of refused.
     skip_bad : bool, default=False
         Skip unreadable files of a tree, listing them in ``Dataset.skipped``.
     limit : int, default=None
@@ -129,9 +132,9 @@ def load_dataset(
     dataset : Dataset
     """
     if source == "digits":
-        dataset = _load_digits(seed, test_size)
+        dataset = resize_dataset(_load_digits(seed, test_size), image_size)
     elif source == "cifar10":
-        dataset = load_cifar10(data_dir)
+        dataset = resize_dataset(load_cifar10(data_dir), image_size)
     else:
         dataset = _load_path(Path(source), cache_dir, image_size, skip_bad, seed, test_size)
     if limit is not None:
@@ -170,6 +173,39 @@ def subsample(dataset, n_train, *, seed=0):
         parts.update(X_test=dataset.X_test[test], y_test=_take(dataset.y_test, test))
     files = tuple(np.asarray(dataset.files)[train]) if dataset.files else ()
     return replace(dataset, name=f"{dataset.name}-n{n_train}", files=files, **parts)
+
+
+def resize_dataset(dataset, image_size):
+    """`dataset` with every image resized to ``image_size`` (height, width), bilinearly.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Images to resize.
+    image_size : tuple of (int, int) or None
+        Target (height, width); None, or the images' own size, returns `dataset` itself.
+
+    Returns
+    -------
+    dataset : Dataset
+    """
+    if image_size is None or dataset.X_train.shape[1:3] == tuple(image_size):
+        return dataset
+    parts = {"X_train": _resize_images(dataset.X_train, image_size)}
+    if dataset.X_test is not None:
+        parts["X_test"] = _resize_images(dataset.X_test, image_size)
+    return replace(dataset, **parts)
+
+
+def _resize_images(images, image_size):
+    """Resize uint8 images (n, height, width, channels) as a tree's images are decoded."""
+    size = (image_size[1], image_size[0])  # PIL counts width first
+    resized = [
+        np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+                   .resize(size, Image.Resampling.BILINEAR))
+        for image in images
+    ]
+    return np.stack(resized).reshape(len(images), *image_size, images.shape[-1])
 
 
 def _take(y, indices):
@@ -301,8 +337,8 @@ def _load_path(path, cache_dir, image_size, skip_bad, seed, test_size):
             "nor an existing path."
         )
     name = _dataset_name(path)
-    if path.suffix == ".npz":
-        return _load_npz(path, name, seed, test_size)
+    if path.suffix.lower() == ".npz":
+        return resize_dataset(_load_npz(path, name, seed, test_size), image_size)
     if not (path.is_dir() or _is_archive(path)):
         raise DataError(
             f"{path} is not a folder, an archive ({', '.join(ARCHIVE_SUFFIXES)}) or an .npz file."
@@ -314,13 +350,13 @@ def _load_path(path, cache_dir, image_size, skip_bad, seed, test_size):
 def _dataset_name(path):
     name = path.name
     for suffix in (*ARCHIVE_SUFFIXES, ".npz"):
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
 
 
 def _is_archive(path):
-    return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def _load_npz(path, name, seed, test_size):
@@ -333,11 +369,13 @@ def _load_npz(path, name, seed, test_size):
         y_train, y_test = arrays.get("y_train"), arrays.get("y_test")
         if (y_train is None) != (y_test is None):
             raise DataError(f"{path} must hold both y_train and y_test, or neither.")
+        _check_same_image_shape(path, X_train, X_test)
         if y_train is None:
             return Dataset(name, np.concatenate([X_train, X_test]), None)
         classes, y = _encode_labels(np.concatenate([y_train, y_test]), path)
         _check_lengths(path, X_train, y[: len(y_train)])
         _check_lengths(path, X_test, y[len(y_train) :])
+        _check_test_classes_trained(path, classes, y[: len(y_train)], y[len(y_train) :])
         return Dataset(name, X_train, y[: len(y_train)], X_test, y[len(y_train) :], classes)
     if "X" not in arrays:
         raise DataError(f"{path} must hold an array X (and y), or X_train/y_train/X_test/y_test; "
@@ -368,7 +406,26 @@ def _encode_labels(y, path):
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"Labels in {path} must be one-dimensional; got shape {y.shape}.")
+    if y.dtype.kind in "fc" and np.isnan(y).any():
+        raise DataError(f"Labels in {path} hold {int(np.isnan(y).sum())} NaN value(s); every "
+                        "image needs a class.")
     return _class_indices(y)
+
+
+def _check_same_image_shape(path, X_train, X_test):
+    if X_train.shape[1:] != X_test.shape[1:]:
+        raise DataError(
+            f"{path} holds training images of shape {X_train.shape[1:]} but test images of "
+            f"shape {X_test.shape[1:]} (height, width, channels); they must match."
+        )
+
+
+def _check_test_classes_trained(source, classes, y_train, y_test):
+    """Refuse test images of a class that has no training image: nothing could learn it."""
+    untrained = np.setdiff1d(y_test, y_train)
+    if untrained.size:
+        names = ", ".join(repr(classes[i]) for i in untrained[:3])
+        raise DataError(f"{source}: class {names} has test images but no training images.")
 
 
 def _class_indices(labels):
@@ -469,7 +526,7 @@ def _iter_entries(path):
         yield from _folder_entries(path)
         return
     try:
-        yield from _zip_entries(path) if path.name.endswith(".zip") else _tar_entries(path)
+        yield from _zip_entries(path) if path.name.lower().endswith(".zip") else _tar_entries(path)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataError(f"{path} is not a readable archive ({exc}).") from exc
 
@@ -518,7 +575,7 @@ def _decode_tree(path, image_size, skip_bad):
             paths.append(relative)
         except DataError as exc:
             if not skip_bad:
-                raise
+                raise DataError(f"{exc} Remove it, or pass --skip-bad to skip such files.") from None
             skipped.append(str(exc))
     if not arrays:
         raise DataError(f"{path} holds no images" + (f" ({len(skipped)} unreadable files skipped)."
@@ -531,16 +588,35 @@ def _decode_tree(path, image_size, skip_bad):
 def _decode_image(relative, data, image_size):
     try:
         with Image.open(io.BytesIO(data)) as image:
-            mode = "L" if image.mode in _GREY_MODES else "RGB"
-            if image.mode != mode:
-                image = image.convert(mode)
+            image.load()
+            image = _eight_bit(image, relative)
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             return np.asarray(image)
+    except UnidentifiedImageError:
+        reason = "not an image format Pillow can read"
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"{relative} is not a readable image ({exc}); remove it or pass --skip-bad."
-        ) from exc
+        reason = str(exc)
+    raise DataError(f"{relative} is not a readable image ({reason}).")
+
+
+def _eight_bit(image, relative):
+    """`image` as 8-bit grey ("L") or colour ("RGB").
+
+    Grey images of more than 8 bits are scaled from 16 bits (65535 becomes 255), or kept
+    as they are where every value already lies in [0, 255].
+    """
+    if image.mode in _DEEP_GREY_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        low, high = values.min(), values.max()
+        if low < 0 or high > 65535:
+            raise DataError(f"{relative} is a {image.mode} image with values from {low:g} to "
+                            f"{high:g}; grey images must lie in [0, 65535].")
+        if high > 255 or image.mode.startswith("I;16"):
+            values = values / 257
+        return Image.fromarray(np.rint(values).astype(np.uint8))
+    mode = "L" if image.mode in _GREY_MODES else "RGB"
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _strip_common_folder(paths, folders, *, is_archive):
@@ -598,9 +674,13 @@ def _tree_to_dataset(name, tree, seed, test_size):
 def _mixed_depths_error(paths):
     shallow = min(paths, key=lambda p: p.count("/"))
     deep = max(paths, key=lambda p: p.count("/"))
+    if shallow.count("/") == deep.count("/"):
+        found = f"every image sits {deep.count('/')} folders deep, such as '{deep}'"
+    else:
+        found = f"'{shallow}' and '{deep}' sit at different depths"
     return DataError(
-        f"Cannot tell the layout: '{shallow}' and '{deep}' sit at different depths. Expected "
-        "train/<class>/<image> and test/<class>/<image>, <class>/<image>, or images alone."
+        f"Cannot tell the layout: {found}. Expected train/<class>/<image> and "
+        "test/<class>/<image>, <class>/<image>, or images alone."
     )
 
 
@@ -611,6 +691,7 @@ def _split_tree(name, tree, parts):
         raise DataError(f"The {name} tree has a train/test layout but no {missing}/ images.")
     classes, y = _class_indices([p[1] for p in parts])
     train, test = splits == "train", splits == "test"
+    _check_test_classes_trained(f"The {name} tree", classes, y[train], y[test])
     return Dataset(
         name, tree.images[train], y[train], tree.images[test], y[test], classes,
         tuple(np.asarray(tree.paths)[train]), tree.skipped,

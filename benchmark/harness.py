@@ -59,11 +59,7 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     record : dict
         Key fields (method, dataset, profile, seed), what was run, timings and scores.
     """
-    if method.supervised and not dataset.labelled:
-        raise DataError(
-            f"{method.name} is supervised and needs labels, but {dataset.name} is a folder of "
-            "images without class sub-folders. Run a clustering method on it instead."
-        )
+    check_runnable(method, dataset)
     train = _training_part(dataset, method.train_limit(profile), seed)
     estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes)
     if checkpoint_dir is not None:
@@ -98,6 +94,21 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         record.update(supervised_record(estimator, train, dataset, seed=seed))
     record.update(fitted_summary(estimator))
     return record
+
+
+def check_runnable(method, dataset):
+    """Raise a DataError if `method` cannot learn from `dataset`: a supervised method needs
+    labels of at least 2 classes."""
+    if not method.supervised:
+        return
+    if not dataset.labelled:
+        raise DataError(
+            f"{method.name} is supervised and needs labels, but {dataset.name} is a folder of "
+            "images without class sub-folders. Run a clustering method on it instead."
+        )
+    if dataset.n_classes < 2:
+        raise DataError(f"{method.name} is supervised and needs at least 2 classes, but "
+                        f"{dataset.name} has one ({dataset.classes[0]!r}).")
 
 
 def environment():

@@ -220,7 +220,7 @@ for _tuner, _how in (("grid", "exhaustive grid search"), ("ga", "genetic search 
 # --------------------------------------------------------------------------- supervised CNNs
 
 CNN_ARCHITECTURES = {
-    "fast": ("fast", "A small fast CIFAR network in the spirit of airbench", {}),
+    "fast": ("fast", "a small fast CIFAR network in the spirit of airbench", {}),
     "alexnet": ("alexnet", "AlexNet adapted to small images, input enlarged 2x (32x32 to 64x64)",
                 {"upsample": 2}),
     "resnet18": ("resnet18", "ResNet18 with a 3x3 stem for small images", {}),
@@ -264,7 +264,8 @@ def _cnn(arch, fixed):
 
 for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
     register(Method(
-        f"cnn-{_name}", f"{_title}, trained with labels (softmax cross-entropy)",
+        f"cnn-{_name}", f"{_title[0].upper()}{_title[1:]}, trained with labels (softmax "
+        "cross-entropy)",
         _cnn(_arch, _fixed), "cnn", reference=f"cnn-{_name}", profiles=CNN_PROFILES[_name],
     ))
 

@@ -2,7 +2,10 @@
 
 from .plots import render_plots
 from .reference import STUDY
-from .store import ResultStore, atomic_write, record_key
+from .store import RecordError, ResultStore, atomic_write, record_key
 from .tables import render_report
 
-__all__ = ["STUDY", "ResultStore", "atomic_write", "record_key", "render_plots", "render_report"]
+__all__ = [
+    "STUDY", "RecordError", "ResultStore", "atomic_write", "record_key", "render_plots",
+    "render_report",
+]

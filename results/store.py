@@ -46,6 +46,10 @@ def atomic_write(target, mode="w", **open_kwargs):
         partial.unlink(missing_ok=True)
 
 
+class RecordError(ValueError):
+    """A record file that cannot be read back; the message names it."""
+
+
 def record_key(method, dataset, profile, seed):
     """File-name-safe key of one record.
 
@@ -121,15 +125,23 @@ class ResultStore:
 
     def read(self, method, dataset, profile, seed):
         """The record for these key fields, as a dict."""
-        return json.loads(self.path(method, dataset, profile, seed).read_text())
+        return _read_record(self.path(method, dataset, profile, seed))
 
     def records(self):
         """Every finished record, ordered by file name."""
-        return [json.loads(path.read_text()) for path in sorted(self.records_dir.glob("*.json"))]
+        return [_read_record(path) for path in sorted(self.records_dir.glob("*.json"))]
 
     def to_frame(self):
         """Every finished record as a DataFrame, one row per record."""
         return pd.DataFrame.from_records(self.records())
+
+
+def _read_record(path):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{path} is not a readable record ({exc}); delete it, and a rerun "
+                          "computes that row again.") from exc
 
 
 def _json_default(value):

@@ -48,6 +48,8 @@ TABLES = {
 # Columns of every table: the images given to fit (a network inside may learn from fewer,
 # see ``max_samples``) and the time it took.
 TRAINING = [("train images", "n_train"), ("fit s", "fit_time")]
+# Fields that count things, shown as whole numbers.
+COUNT_FIELDS = frozenset({"n_train", "epochs", "empty_clusters_train"})
 # A study column's cell for a figure the study did not report; an empty cell is one of ours
 # that a run failed to fill.
 NOT_IN_STUDY = "–"
@@ -107,9 +109,9 @@ def _table(rows, ours, study):
     body = []
     for (method, dataset, profile), row in summary.iterrows():
         line = [method, dataset, profile, int(row["seeds"])]
-        line += [_number(row.get(field)) for _, field in ours]
+        line += [_number(row.get(field), field) for _, field in ours]
         figures = STUDY.get(row["reference"], {}) if _on_cifar10(dataset) else {}
-        line += [_number(figures[field]) if field in figures else NOT_IN_STUDY
+        line += [_number(figures[field], field) if field in figures else NOT_IN_STUDY
                  for _, field in study]
         body.append(line)
     headers = ["method", "dataset", "profile", "seeds"] + [h for h, _ in ours + study]
@@ -144,9 +146,10 @@ def describe_environment(environment):
     return f"{accelerator}, {environment['cpus']} CPUs, Python {environment['python']}, {versions}"
 
 
-def _number(value):
+def _number(value, field):
+    """A table cell: counts whole, scores (at most 1) to 4 decimals, seconds to 1 or 0."""
     if value is None or pd.isna(value):
         return ""
-    if abs(value) >= 100 or float(value).is_integer():
+    if field in COUNT_FIELDS or abs(value) >= 100:
         return f"{value:.0f}"
-    return f"{value:.4f}" if abs(value) < 1 else f"{value:.1f}"
+    return f"{value:.4f}" if abs(value) <= 1 else f"{value:.1f}"

@@ -7,6 +7,10 @@ import joblib
 BACKENDS = ("threads", "loky", "dask")
 
 
+class SchedulerError(ConnectionError):
+    """The Dask scheduler named cannot be reached."""
+
+
 @contextmanager
 def parallel_backend(backend="threads", *, scheduler=None):
     """Route joblib work (``n_jobs`` of searches and estimators) to a backend.
@@ -25,7 +29,12 @@ def parallel_backend(backend="threads", *, scheduler=None):
     Yields
     ------
     client : dask.distributed.Client or None
-        The Dask client, or None for loky.
+        The Dask client, or None for threads and loky.
+
+    Raises
+    ------
+    SchedulerError
+        If the Dask scheduler at `scheduler` cannot be reached.
 
     Examples
     --------
@@ -53,6 +62,9 @@ def parallel_backend(backend="threads", *, scheduler=None):
         ) from exc
     with ExitStack() as stack:
         cluster = scheduler or stack.enter_context(LocalCluster(dashboard_address=None))
-        client = stack.enter_context(Client(cluster))
+        try:
+            client = stack.enter_context(Client(cluster))
+        except OSError as exc:
+            raise SchedulerError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}).") from exc
         stack.enter_context(joblib.parallel_backend("dask"))
         yield client

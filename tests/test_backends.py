@@ -46,3 +46,13 @@ def test_benchmark_rows_run_side_by_side_on_a_dask_cluster_as_they_do_here(tmp_p
         for score in ("test_accuracy", "nmi_test"):
             assert local.get(score) == remote.get(score)
     assert sorted(r["method"] for r in there.records()) == ["kmeans", "knn", "logreg"]
+
+
+def test_an_unreachable_scheduler_is_named(tmp_path, capsys):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("dask.distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["run", "--methods", "knn", "--profile", "smoke", "--out", str(tmp_path),
+                     "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "Cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not ResultStore(tmp_path).records()

@@ -53,3 +53,13 @@ def test_supervised_method_and_unknown_names_are_refused(tmp_path, capsys):
     assert "Did you mean kmeans" in capsys.readouterr().err
     assert cluster(tmp_path / "nowhere", "--method", "kmeans") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_number_of_clusters_the_images_cannot_hold_is_refused(tmp_path, capsys):
+    folder = photos(tmp_path)
+    assert cluster(folder, "--method", "kmeans", "--clusters", 25,
+                   "--cache-dir", tmp_path / "cache") == 2
+    assert "Cannot make 25 clusters of 24 images" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        cluster(folder, "--method", "kmeans", "--clusters", 0)
+    assert stop.value.code == 2 and "a positive integer" in capsys.readouterr().err

@@ -93,6 +93,53 @@ def test_npz_with_string_labels_and_with_a_given_split(tmp_path):
     assert [dataset.classes[i] for i in dataset.y_test] == list(y[20:])
 
 
+def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    levels = np.array([[0, 257 * 100], [257 * 200, 65535]], dtype=np.uint16)
+    for name in ("a", "b"):
+        (tmp_path / "deep" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(levels).save(tmp_path / "deep" / name / f"{i}.png")
+    dataset = load(tmp_path / "deep", tmp_path, test_size=0.5)
+    assert dataset.X_train.dtype == np.uint8 and dataset.X_train.shape == (2, 2, 2, 1)
+    assert dataset.X_train[0, ..., 0].tolist() == [[0, 100], [200, 255]]
+
+
+def test_image_size_resizes_every_kind_of_source(tmp_path):
+    assert load("digits", tmp_path, image_size=(16, 12)).X_test.shape[1:] == (16, 12, 1)
+    X = np.random.default_rng(0).integers(0, 256, (20, 5, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "colour.npz", X=X, y=np.arange(20) % 2)
+    assert load(tmp_path / "colour.npz", tmp_path, image_size=(10, 12)).X_train.shape == (
+        16, 10, 12, 3)
+
+
+def test_upper_case_archive_suffixes_are_archives(split_tree, tmp_path):
+    archive = pack(split_tree, tmp_path / "shapes.zip").rename(tmp_path / "SHAPES.ZIP")
+    dataset = load(archive, tmp_path)
+    assert dataset.name == "SHAPES" and len(dataset.X_train) == 18
+
+
+def test_npz_rejects_mismatched_parts_nan_labels_and_untrained_test_classes(tmp_path):
+    X = np.zeros((6, 4, 4, 1), np.uint8)
+    np.savez(tmp_path / "sizes.npz", X_train=X, X_test=np.zeros((2, 5, 5, 1), np.uint8))
+    with pytest.raises(DataError, match=r"training images of shape \(4, 4, 1\) but test"):
+        load(tmp_path / "sizes.npz", tmp_path)
+    np.savez(tmp_path / "nan.npz", X=X, y=np.array([0, 1, np.nan, 0, 1, 0]))
+    with pytest.raises(DataError, match="hold 1 NaN value"):
+        load(tmp_path / "nan.npz", tmp_path)
+    np.savez(tmp_path / "new.npz", X_train=X, y_train=np.arange(6) % 2, X_test=X[:2],
+             y_test=np.array([1, 2]))
+    with pytest.raises(DataError, match="class '2' has test images but no training images"):
+        load(tmp_path / "new.npz", tmp_path)
+
+
+def test_a_test_class_without_training_images_is_named(split_tree, tmp_path):
+    write_tree(split_tree, {"test/horse/0.png": np.zeros((8, 8, 3), np.uint8)})
+    with pytest.raises(DataError, match="class 'horse' has test images but no training"):
+        load(split_tree, tmp_path)
+
+
 def test_npz_rejects_float_images_and_wrong_shapes(tmp_path):
     np.savez(tmp_path / "floats.npz", X=np.zeros((4, 5, 5, 3)), y=np.arange(4))
     with pytest.raises(DataError, match="must be uint8"):
@@ -156,7 +203,8 @@ def test_skip_bad_skips_and_lists_unreadable_files(split_tree, tmp_path):
     (split_tree / "train" / "dog" / "notes.txt").write_text("not an image")
     dataset = load(split_tree, tmp_path, skip_bad=True)
     assert len(dataset.X_train) == 18
-    assert len(dataset.skipped) == 1 and "train/dog/notes.txt" in dataset.skipped[0]
+    assert dataset.skipped == (
+        "train/dog/notes.txt is not a readable image (not an image format Pillow can read).",)
 
 
 def test_empty_class_folder_is_named(split_tree, tmp_path):
@@ -207,6 +255,13 @@ def test_a_class_with_one_image_cannot_be_held_out(tmp_path):
     files = class_images(np.random.default_rng(0), 3) | {"lonely/0.png": png_bytes(np.zeros((8, 8, 3), np.uint8))}
     with pytest.raises(DataError, match="'lonely' has 1 image"):
         load(write_tree(tmp_path / "pets", files), tmp_path)
+
+
+def test_a_tree_one_folder_too_deep_is_described_as_it_is(tmp_path):
+    tree = write_tree(tmp_path / "nested", {f"inner/{k}": v for k, v in
+                                            class_images(np.random.default_rng(0), 2).items()})
+    with pytest.raises(DataError, match="every image sits 2 folders deep, such as 'inner/"):
+        load(tree, tmp_path)
 
 
 def test_a_stray_image_beside_class_folders_is_named(tmp_path):

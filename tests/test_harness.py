@@ -154,10 +154,62 @@ def test_unknown_names_exit_2_and_list_the_valid_ones(tmp_path, capsys, args, me
         assert "Valid methods: rf, knn" in err
 
 
-def test_argparse_errors_exit_2(capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--image-size", "big"], "expected HxW"),
+    (["--methods", ","], "expected comma-separated method names"),
+    (["--seed", "-1"], "an integer from 0 to 4294967295"),
+    (["--seed", str(2**32)], "an integer from 0 to 4294967295"),
+    (["--n-jobs", "0"], "a non-zero integer"),
+    (["--limit", "0"], "a positive integer"),
+])
+def test_argparse_errors_exit_2_and_name_the_option(capsys, args, message):
     with pytest.raises(SystemExit) as stop:
-        run_cli("run", "--methods", "svm", "--image-size", "big")
+        run_cli("run", "--methods", "svm", *args)
     assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_method_named_twice_runs_once(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(cli, "run_method", lambda method, *a, **k: ran.append(method.name)
+                        or fake_record(method, *a, **k))
+    assert run_cli("run", "--methods", "knn, logreg,knn", "--profile", "smoke",
+                   "--out", str(tmp_path)) == 0
+    assert ran == ["knn", "logreg"]
+
+
+def test_an_out_path_that_is_a_file_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("should not run"))
+    (tmp_path / "afile").write_text("")
+    assert run_cli("run", "--methods", "knn", "--out", str(tmp_path / "afile")) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+
+
+def test_supervised_methods_refuse_a_single_class_before_anything_runs(tmp_path, capsys):
+    np.savez(tmp_path / "one.npz", X=np.zeros((20, 4, 4), np.uint8), y=np.zeros(20, int))
+    assert run_cli("run", "--methods", "kmeans,logreg", "--dataset", str(tmp_path / "one.npz"),
+                   "--profile", "smoke", "--out", str(tmp_path / "run")) == 2
+    assert "logreg is supervised and needs at least 2 classes" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_record_is_named_and_exits_2(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.write({"method": "knn", "dataset": "digits", "profile": "smoke", "seed": 0})
+    store.path("knn", "digits", "smoke", 0).write_text('{"method": "kn')
+    for args in (["report", str(tmp_path)],
+                 ["run", "--methods", "knn", "--profile", "smoke", "--out", str(tmp_path)]):
+        assert run_cli(*args) == 2
+        assert "knn__digits__smoke__seed0.json is not a readable record" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_loading_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_dataset", interrupted)
+    assert run_cli("run", "--methods", "knn") == 130
+    assert capsys.readouterr().err.strip() == "interrupted."
 
 
 def fake_record(method, dataset, *, profile, seed=0, **kwargs):
@@ -232,12 +284,16 @@ def test_a_rerun_on_other_images_of_the_same_name_is_refused(tmp_path, capsys):
     assert run_cli(*run, str(tmp_path / "first" / "data.npz")) == 0
     first = ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0)
     assert run_cli(*run, str(tmp_path / "first" / "data.npz")) == 0  # resumes: nothing to do
-    assert run_cli(*run, str(tmp_path / "second" / "data.npz")) == 2
-    assert "another dataset also named 'data'" in capsys.readouterr().err
+    second = str(tmp_path / "second" / "data.npz")
+    # resuming, recomputing, or adding a row: each would mix two datasets in one report
+    for extra in ([], ["--force"], ["--methods", "logreg"]):
+        assert run_cli(*run, second, *extra) == 2
+        assert "another dataset also named 'data'" in capsys.readouterr().err
+    assert [r["method"] for r in ResultStore(tmp_path / "runs").records()] == ["knn"]
     assert ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0) == first
-    assert run_cli(*run, str(tmp_path / "second" / "data.npz"), "--force") == 0
-    second = ResultStore(tmp_path / "runs").read("knn", "data", "smoke", 0)
-    assert second["dataset_digest"] != first["dataset_digest"]
+    assert run_cli(*run, second, "--out", str(tmp_path / "other")) == 0
+    other = ResultStore(tmp_path / "other").read("knn", "data", "smoke", 0)
+    assert other["dataset_digest"] != first["dataset_digest"]
 
 
 def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, capsys):
@@ -272,9 +328,11 @@ def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, monkeypatch
     clustering = {name for name, method in METHODS.items() if not method.supervised}
     assert {r["method"] for r in ResultStore(out).records()} == clustering
     assert "kmeans" in clustering and "uic-fast-rgb" in clustering
-    assert run_cli("run", "--methods", "svm", "--dataset", str(photos), "--out", str(out),
-                   "--cache-dir", str(tmp_path / "cache")) == 1
+    # named explicitly, a supervised method is refused before anything runs
+    assert run_cli("run", "--methods", "kmeans,svm", "--dataset", str(photos), "--out",
+                   str(tmp_path / "refused"), "--cache-dir", str(tmp_path / "cache")) == 2
     assert "svm is supervised and needs labels" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
@@ -311,6 +369,20 @@ def test_report_names_the_machines_the_records_were_measured_on(tmp_path):
     assert ("- NVIDIA H200, 16 CPUs, Python 3.12.3, torch 2.11.0, scikit-learn 1.9.1: "
             "2 records") in report
     assert "- no GPU, 2 CPUs, Python 3.12.3, torch 2.14.1, scikit-learn 1.9.1: 1 record" in report
+
+
+def test_report_opens_with_the_folder_notes_and_shows_a_perfect_score_in_full(tmp_path, capsys):
+    ResultStore(tmp_path).write({"method": "knn", "dataset": "digits", "profile": "quick",
+                                 "seed": 0, "table": "classical", "reference": None,
+                                 "test_accuracy": 0.98, "train_accuracy": 1.0, "n_train": 1437})
+    (tmp_path / "notes.md").write_text("Made with `run --methods knn`.\n")
+    assert run_cli("report", str(tmp_path)) == 0
+    report = (tmp_path / "results.md").read_text()
+    assert report.startswith("Made with `run --methods knn`.\n\n# ")
+    row = next(line for line in report.splitlines() if line.startswith("| knn"))
+    assert "| 1.0000 " in row and "| 1437 " in row
+    assert run_cli("report", str(tmp_path)) == 0  # rewritten from the records, notes once
+    assert (tmp_path / "results.md").read_text() == report
 
 
 def test_report_of_a_folder_without_records_exits_2(tmp_path, capsys):
@@ -358,7 +430,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
     assert run_cli(*args) == 0
     assert epochs_run == [0, 1, 2, 2, 3]
     assert ResultStore(tmp_path).read("cnn-fast", "digits", "smoke", 0)["n_train"] == 256
-    assert not list((tmp_path / "checkpoints").rglob("checkpoint.pt"))
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
