@@ -15,7 +15,14 @@ from search.backends import BACKENDS, SchedulerError, parallel_backend
 from .cluster import cluster_images
 from .datasets import DataError, load_dataset, load_images
 from .harness import BackboneCache, check_runnable, run_method
-from .registry import METHODS, PROFILES, UnknownNameError, check_profile, get_methods
+from .registry import (
+    METHODS,
+    PROFILES,
+    UnknownNameError,
+    check_profile,
+    get_methods,
+    unknown_name_message,
+)
 
 log = logging.getLogger("benchmark")
 USAGE_ERROR = 2
@@ -63,9 +70,9 @@ def _parser():
     run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
     run.add_argument("--n-jobs", type=_n_jobs, default=-1,
                      help="parallel jobs (default -1: all cores; -2: all but one)")
-    run.add_argument("--backend", choices=BACKENDS, default="threads",
-                     help="where parallel jobs run: threads or processes here, or a Dask "
-                          "cluster (which also runs the methods side by side)")
+    run.add_argument("--backend", choices=BACKENDS,
+                     help="where parallel jobs run: threads (the default) or processes here, "
+                          "or a Dask cluster (which also runs the methods side by side)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address; implies --backend dask (default: a local cluster)")
     run.add_argument("--limit", type=_positive_int,
@@ -104,6 +111,19 @@ def _names(text):
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated method names, got {text!r}")
     return names
+
+
+def names_among(valid, kind):
+    """An argparse type: comma-separated names, each one of `valid` (a `kind` of thing)."""
+
+    def parse(text):
+        names = _names(text)
+        for name in names:
+            if name not in valid:
+                raise argparse.ArgumentTypeError(unknown_name_message(kind, name, list(valid)))
+        return names
+
+    return parse
 
 
 def _integer(text, *, accept, expected):
@@ -157,10 +177,8 @@ def list_command(args):
 def run_command(args):
     """Run the chosen methods, skipping finished records, then print the report."""
     check_profile(args.profile)
+    backend = _backend(args)
     methods = list(METHODS.values()) if args.all else get_methods(args.methods)
-    store = ResultStore(args.out) if args.out else None
-    if store is not None:
-        _check_run_folder(store)
     dataset = load_dataset(
         args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
         image_size=args.image_size, skip_bad=args.skip_bad, limit=args.limit, seed=args.seed,
@@ -172,16 +190,24 @@ def run_command(args):
         methods = [method for method in methods if not method.supervised]
     for method in methods:  # before any runs, not after the first hours
         check_runnable(method, dataset)
-    store = store or ResultStore(Path("runs") / f"{dataset.name}-{args.profile}")
+    store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
     _check_run_folder(store)
     _check_same_dataset(store, dataset)
-    backend = "dask" if args.scheduler else args.backend
     with parallel_backend(backend, scheduler=args.scheduler):
         failures = _run_all(methods, dataset, store, args, on_cluster=backend == "dask")
     print(write_report(store, title=f"{dataset.name}, profile {args.profile}"))
     for name, error in failures:
         print(f"error: {name} failed: {error}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _backend(args):
+    if args.scheduler is None:
+        return args.backend or "threads"
+    if args.backend not in (None, "dask"):
+        raise DataError(f"--scheduler sends work to a Dask cluster; it cannot go with --backend "
+                        f"{args.backend}.")
+    return "dask"
 
 
 def _run_all(methods, dataset, store, args, *, on_cluster=False):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tarfile
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -282,9 +283,12 @@ def load_cifar10(data_dir=None):
     for folder in candidates:
         if (folder / "batches.meta").exists():
             return _read_cifar10_batches(folder)
+    created = not root.exists()
     try:
         _download_cifar10(root)
     except Exception as exc:  # any network or disk failure ends in the same advice
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
         looked = ", ".join(str(folder) for folder in candidates)
         raise DataError(
             f"CIFAR-10 not found: looked for its batches in {looked}, and the download into "

@@ -19,9 +19,10 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from tabulate import tabulate
 
 from features import ImageFlattener, make_pca
-from search import GASearchCV, clear_cache, count_fits, search_space, structured
+from search import SEARCH_SPACES, GASearchCV, clear_cache, count_fits, search_space, structured
 
-from .datasets import load_dataset
+from .cli import names_among
+from .datasets import DataError, load_dataset
 from .registry import CLASSICAL_MODELS
 
 
@@ -101,36 +102,51 @@ def _cell(value):
     return str(value)
 
 
+MODEL_NAMES = names_among(SEARCH_SPACES, "model")
+
+
+def _model_names_or_none(text):
+    return MODEL_NAMES(text) if text else []
+
+
 def main(argv=None):
     """Run the benchmark and write its markdown report."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.search_benchmark")
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--models", default="svm,knn")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--folds", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m benchmark.search_benchmark",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits", help="as for run --dataset (digits)")
+    parser.add_argument("--limit", type=int, help="keep N training images (seeded, stratified)")
+    parser.add_argument("--models", default=["svm", "knn"], type=MODEL_NAMES,
+                        help="models tuned by both the GA and the grid (default svm,knn)")
+    parser.add_argument("--seeds", default="0,1,2", help="GA seeds, comma-separated (0,1,2)")
+    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds (3)")
     parser.add_argument("--population", type=int, help="default: sqrt of the grid's size")
-    parser.add_argument("--generations", type=int, default=8)
-    parser.add_argument("--patience", type=int, default=2)
-    parser.add_argument("--structured", default="knn,rf",
-                        help="models whose paper grid is searched plain and structure-aware")
+    parser.add_argument("--generations", type=int, default=8, help="GA generations at most (8)")
+    parser.add_argument("--patience", type=int, default=2,
+                        help="GA generations without a better score before it stops (2)")
+    parser.add_argument("--structured", default=["knn", "rf"],
+                        type=_model_names_or_none,
+                        help="models whose paper grid is searched plain and structure-aware "
+                             '(default knn,rf; "" for none)')
     parser.add_argument("--rf-trees", default="10,100,200,500",
                         help="n_estimators of the RF grid in the structured comparison")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="markdown file to write")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()[0]
-    dataset = load_dataset(args.dataset, limit=args.limit)
+    try:
+        dataset = load_dataset(args.dataset, limit=args.limit)
+    except DataError as exc:
+        parser.error(str(exc))
     X, y = pca_features(dataset)
     folds = StratifiedKFold(args.folds, shuffle=True, random_state=0)
     ga_settings = {"population_size": args.population, "generations": args.generations,
                    "patience": args.patience}
     rows = []
-    for model_name in args.models.split(","):
+    for model_name in args.models:
         rows += ga_versus_grid(X, y, model_name, seeds=[int(s) for s in args.seeds.split(",")],
                                folds=folds, ga_settings=ga_settings)
     structured_rows = []
-    for model_name in filter(None, args.structured.split(",")):
+    for model_name in args.structured:
         grid = search_space(model_name, "paper")
         if model_name == "rf":
             grid["n_estimators"] = [int(n) for n in args.rf_trees.split(",")]

@@ -22,6 +22,7 @@ from tabulate import tabulate
 from estimators import TorchCNNClassifier, TorchPseudoLabelClassifier
 from estimators.training import has_native_bfloat16, resolve_device
 
+from .cli import names_among
 from .registry import CNN_ARCHITECTURES
 
 # Figures quoted by issue 4 as measured on this machine's kind with torch 2.14.
@@ -57,11 +58,14 @@ def _warm_epoch_seconds(model):
 
 def main(argv=None):
     """Measure every architecture and write a markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.throughput")
+    parser = argparse.ArgumentParser(prog="python -m benchmark.throughput",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2048, help="images per timed epoch")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--archs", default=",".join(CNN_ARCHITECTURES))
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
+    parser.add_argument("--archs", default=list(CNN_ARCHITECTURES),
+                        type=names_among(CNN_ARCHITECTURES, "architecture"),
+                        help=f"comma-separated, of {','.join(CNN_ARCHITECTURES)} (default all)")
+    parser.add_argument("--out", required=True, help="markdown file to write")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()[0]
@@ -70,7 +74,7 @@ def main(argv=None):
     precision = ("bfloat16 autocast, channels-last" if has_native_bfloat16(device)
                  else "float32")
     rows, label_rows = [], []
-    for name in args.archs.split(","):
+    for name in args.archs:
         arch, _, fixed = CNN_ARCHITECTURES[name]
         size = round(32 * fixed.get("upsample", 1))
         for input in ("rgb", "sobel"):

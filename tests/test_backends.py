@@ -56,3 +56,9 @@ def test_an_unreachable_scheduler_is_named(tmp_path, capsys):
                      "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "Cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert not ResultStore(tmp_path).records()
+
+
+def test_a_scheduler_with_a_local_backend_is_refused(tmp_path, capsys):
+    assert main(["run", "--methods", "knn", "--out", str(tmp_path), "--backend", "loky",
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot go with --backend loky" in capsys.readouterr().err

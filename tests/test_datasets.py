@@ -32,15 +32,20 @@ def test_cifar10_reads_official_batches(cifar_batches):
     assert dataset.y_train[0] == first[b"labels"][0]
 
 
-def test_cifar10_missing_names_where_it_looked(tmp_path, monkeypatch):
+def test_cifar10_missing_names_where_it_looked_and_leaves_no_folder(tmp_path, monkeypatch):
     def offline(root):
+        root.mkdir(parents=True, exist_ok=True)  # as torchvision does before it downloads
         raise OSError("network unreachable")
 
     monkeypatch.setattr(datasets, "_download_cifar10", offline)
     with pytest.raises(DataError, match="looked for its batches in") as error:
-        load_dataset("cifar10", data_dir=tmp_path)
-    assert str(tmp_path) in str(error.value) and "network unreachable" in str(error.value)
+        load_dataset("cifar10", data_dir=tmp_path / "new")
+    assert str(tmp_path / "new") in str(error.value) and "network unreachable" in str(error.value)
     assert "cifar-10-python.tar.gz" in str(error.value)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(DataError):
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert tmp_path.is_dir()  # a folder that was there before stays
 
 
 def test_cifar10_incomplete_folder_names_the_missing_batch(cifar_batches):

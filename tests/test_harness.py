@@ -511,3 +511,18 @@ def test_report_of_a_run_fills_every_cell_of_every_table(tmp_path):
     for row in rows:
         cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
         assert all(cells), row
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("throughput", ["--archs", "fast,alexnett"], "Unknown architecture 'alexnett'. Did you mean alexnet"),
+    ("search_benchmark", ["--models", "svm,knnn"], "Unknown model 'knnn'. Did you mean knn"),
+    ("search_benchmark", ["--dataset", "/nowhere"], "neither a built-in dataset"),
+])
+def test_benchmark_scripts_refuse_unknown_names_and_data(tmp_path, capsys, script, args, message):
+    import importlib
+
+    main = importlib.import_module(f"benchmark.{script}").main
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--out", str(tmp_path / "report.md")])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
