@@ -297,8 +297,10 @@ def cluster_command(args):
     out_dir = args.out or Path("runs") / f"{dataset.name}-cluster-{method.name}"
     summary = cluster_images(method, dataset, out_dir=out_dir, profile=args.profile,
                              seed=args.seed, n_clusters=args.clusters)
-    print(f"{summary['n_images']} images in {summary['n_clusters']} clusters, written to "
-          f"{out_dir}: assignments.csv, cluster-NN.png, cluster-sizes.png")
+    learned = (f" (the method learned from {summary['n_fitted']} of them, the profile's limit)"
+               if summary["n_fitted"] < summary["n_images"] else "")
+    print(f"{summary['n_images']} images in {summary['n_clusters']} clusters{learned}, written "
+          f"to {out_dir}: assignments.csv, cluster-NN.png, cluster-sizes.png")
     print(f"cluster sizes: {summary['sizes']}")
     if "nmi" in summary:
         print("against the class folders: " + ", ".join(

@@ -10,13 +10,16 @@ from estimators import cluster_sizes, clustering_scores
 from results import atomic_write
 from results.plots import contact_sheet, plot_sizes
 
-from .datasets import DataError
+from .datasets import DataError, subsample
 
 SHEET_IMAGES = 64
 
 
 def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clusters=None):
-    """Fit a clustering method on every image and write what it found.
+    """Fit a clustering method, label every image, and write what it found.
+
+    The method learns from at most its profile's ``train_limit`` images (a seeded draw,
+    stratified where the images have classes), as it does in a run, then labels them all.
 
     Writes ``assignments.csv`` (file, cluster, confidence), one contact sheet per cluster
     (``cluster-NN.png``: its most confident images first) and ``cluster-sizes.png``.
@@ -39,8 +42,9 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     Returns
     -------
     summary : dict
-        ``n_images``, ``n_clusters``, ``sizes`` and, where the images have classes, ``nmi``,
-        ``ari``, ``acc`` and ``empty_clusters``.
+        ``n_images``, ``n_fitted`` (how many the method learned from), ``n_clusters``,
+        ``sizes`` and, where the images have classes, ``nmi``, ``ari``, ``acc`` and
+        ``empty_clusters``.
     """
     if method.supervised:
         raise DataError(f"{method.name} is supervised; the cluster command needs a clustering "
@@ -51,7 +55,9 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     if not 1 <= n_clusters <= len(X):
         raise DataError(f"Cannot make {n_clusters} clusters of {len(X)} images; ask for 1 to "
                         f"{len(X)} clusters.")
-    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(X)
+    limit = method.train_limit(profile)
+    fitted_on = X if limit is None else subsample(dataset, limit, seed=seed).X_train
+    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(fitted_on)
     labels = estimator.predict(X)
     confidence = membership_confidence(estimator, X, labels)
 
@@ -64,7 +70,8 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
         members = np.flatnonzero(labels == cluster)
         best = members[np.argsort(-confidence[members], kind="stable")[:SHEET_IMAGES]]
         contact_sheet(X[best], out_dir / f"cluster-{cluster:02d}.png")
-    summary = {"n_images": len(X), "n_clusters": n_clusters, "sizes": sizes.tolist()}
+    summary = {"n_images": len(X), "n_fitted": len(fitted_on), "n_clusters": n_clusters,
+               "sizes": sizes.tolist()}
     if dataset.labelled:
         summary.update(clustering_scores(dataset.y_train, labels, n_clusters=n_clusters))
     return summary

@@ -63,3 +63,16 @@ def test_a_number_of_clusters_the_images_cannot_hold_is_refused(tmp_path, capsys
     with pytest.raises(SystemExit) as stop:
         cluster(folder, "--method", "kmeans", "--clusters", 0)
     assert stop.value.code == 2 and "a positive integer" in capsys.readouterr().err
+
+
+def test_the_method_learns_from_the_profile_limit_and_labels_every_image(tmp_path, capsys,
+                                                                        monkeypatch):
+    from benchmark.registry import METHODS
+
+    monkeypatch.setitem(METHODS["kmeans"].profiles, "smoke", {"train_limit": 10})
+    out = tmp_path / "out"
+    assert cluster(photos(tmp_path), "--method", "kmeans", "--clusters", 3, "--profile", "smoke",
+                   "--out", out, "--cache-dir", tmp_path / "cache") == 0
+    assert "24 images in 3 clusters (the method learned from 10 of them" in capsys.readouterr().out
+    with open(out / "assignments.csv") as file:
+        assert len(list(csv.DictReader(file))) == 24
