@@ -109,7 +109,7 @@ def _parser():
 def _names(text):
     names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated method names, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return names
 
 

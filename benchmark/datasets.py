@@ -597,6 +597,8 @@ def _decode_image(relative, data, image_size):
             if image_size is not None and image.size != (image_size[1], image_size[0]):
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             return np.asarray(image)
+    except DataError:
+        raise
     except UnidentifiedImageError:
         reason = "not an image format Pillow can read"
     except (OSError, SyntaxError, ValueError) as exc:

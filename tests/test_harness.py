@@ -156,7 +156,7 @@ def test_unknown_names_exit_2_and_list_the_valid_ones(tmp_path, capsys, args, me
 
 @pytest.mark.parametrize("args, message", [
     (["--image-size", "big"], "expected HxW"),
-    (["--methods", ","], "expected comma-separated method names"),
+    (["--methods", ","], "expected comma-separated names"),
     (["--seed", "-1"], "an integer from 0 to 4294967295"),
     (["--seed", str(2**32)], "an integer from 0 to 4294967295"),
     (["--n-jobs", "0"], "a non-zero integer"),
