@@ -52,11 +52,11 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     if n_clusters is None:
         n_clusters = dataset.n_classes or 10
     X = dataset.X_train
-    if not 1 <= n_clusters <= len(X):
-        raise DataError(f"Cannot make {n_clusters} clusters of {len(X)} images; ask for 1 to "
-                        f"{len(X)} clusters.")
     limit = method.train_limit(profile)
     fitted_on = X if limit is None else subsample(dataset, limit, seed=seed).X_train
+    if not 1 <= n_clusters <= len(fitted_on):
+        raise DataError(f"Cannot make {n_clusters} clusters of {len(fitted_on)} images; ask for "
+                        f"1 to {len(fitted_on)} clusters.")
     estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(fitted_on)
     labels = estimator.predict(X)
     confidence = membership_confidence(estimator, X, labels)

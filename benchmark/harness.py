@@ -97,8 +97,13 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
 
 
 def check_runnable(method, dataset):
-    """Raise a DataError if `method` cannot learn from `dataset`: a supervised method needs
-    labels of at least 2 classes."""
+    """Refuse a method that cannot learn from a dataset.
+
+    Raises
+    ------
+    DataError
+        If `method` is supervised and `dataset` has no labels, or one class only.
+    """
     if not method.supervised:
         return
     if not dataset.labelled:
