@@ -214,8 +214,9 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
     """Run the unfinished methods, writing each record as it comes; return the failures.
 
     Here, rows run one after another, and a probe or learned-feature row borrows the
-    network an earlier row just trained on the same images with the same settings. On a Dask cluster, rows run side by side on its workers (each trains
-    what it needs): results are written in the order they finish.
+    network an earlier row just trained on the same images with the same settings. On a
+    Dask cluster, rows run side by side on its workers (each trains what it needs):
+    results are written in the order they finish.
     """
     jobs = []  # (method, its checkpoint folder) of each row still to run
     for method in methods:

@@ -199,14 +199,19 @@ def resize_dataset(dataset, image_size):
 
 
 def _resize_images(images, image_size):
-    """Resize uint8 images (n, height, width, channels) as a tree's images are decoded."""
-    size = (image_size[1], image_size[0])  # PIL counts width first
+    """Resize uint8 images (n, height, width, channels) one by one, as trees are decoded."""
     resized = [
-        np.asarray(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
-                   .resize(size, Image.Resampling.BILINEAR))
+        np.asarray(_resized(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image),
+                            image_size))
         for image in images
     ]
     return np.stack(resized).reshape(len(images), *image_size, images.shape[-1])
+
+
+def _resized(image, image_size):
+    """A PIL image at ``image_size`` (height, width), bilinearly; itself if already so."""
+    size = (image_size[1], image_size[0])  # PIL counts width first
+    return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
 
 
 def _take(y, indices):
@@ -579,7 +584,8 @@ def _decode_tree(path, image_size, skip_bad):
             paths.append(relative)
         except DataError as exc:
             if not skip_bad:
-                raise DataError(f"{exc} Remove it, or pass --skip-bad to skip such files.") from None
+                raise DataError(
+                    f"{exc} Remove it, or pass --skip-bad to skip such files.") from None
             skipped.append(str(exc))
     if not arrays:
         raise DataError(f"{path} holds no images" + (f" ({len(skipped)} unreadable files skipped)."
@@ -594,8 +600,8 @@ def _decode_image(relative, data, image_size):
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = _eight_bit(image, relative)
-            if image_size is not None and image.size != (image_size[1], image_size[0]):
-                image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            if image_size is not None:
+                image = _resized(image, image_size)
             return np.asarray(image)
     except DataError:
         raise

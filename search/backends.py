@@ -65,6 +65,7 @@ def parallel_backend(backend="threads", *, scheduler=None):
         try:
             client = stack.enter_context(Client(cluster))
         except OSError as exc:
-            raise SchedulerError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}).") from exc
+            raise SchedulerError(
+                f"Cannot reach the Dask scheduler at {scheduler} ({exc}).") from exc
         stack.enter_context(joblib.parallel_backend("dask"))
         yield client
