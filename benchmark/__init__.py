@@ -4,11 +4,14 @@ The face of the toolkit: datasets, the method registry, the fit/score harness an
 command line (``python -m benchmark``).
 """
 
-from .datasets import DataError, Dataset, load_dataset
-from .harness import run_method
-from .registry import METHODS, PROFILES, Method, get_methods, register
+import lazy_loader
 
-__all__ = [
-    "METHODS", "PROFILES", "DataError", "Dataset", "Method", "get_methods", "load_dataset",
-    "register", "run_method",
-]
+# Names are imported on first use: the command line lists methods without loading torch.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "datasets": ["DataError", "Dataset", "load_dataset"],
+        "harness": ["run_method"],
+        "registry": ["METHODS", "PROFILES", "Method", "get_methods", "register"],
+    },
+)

@@ -6,15 +6,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from results import RecordError, ResultStore, atomic_write, render_plots, render_report
+from results.store import RecordError, ResultStore, atomic_write
 from search.backends import BACKENDS, SchedulerError, parallel_backend
 
-from .cluster import cluster_images
-from .datasets import DataError, load_dataset, load_images
-from .harness import BackboneCache, check_runnable, run_method
+from .errors import DataError
 from .registry import (
     METHODS,
     PROFILES,
@@ -30,6 +27,8 @@ INTERRUPTED = 130
 NOTES_FILE = "notes.md"
 # Seeds go to numpy's and scikit-learn's generators, which take 32-bit unsigned integers.
 MAX_SEED = 2**32 - 1
+# Seed of the draws that make the dataset (a hold-out split, --limit's subset).
+DATA_SEED = 0
 DATASET_HELP = {
     "digits": "scikit-learn's 1,797 8x8 grey digits, embedded (the default)",
     "cifar10": "CIFAR-10 python batches under --data-dir, downloaded where the network allows",
@@ -67,7 +66,11 @@ def _parser():
     run.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
     run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
-    run.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    seeds.add_argument("--seeds", type=_seeds, metavar="S1,S2,...",
+                       help="fit every row once per seed, each its own record; tables show "
+                            "mean and standard deviation over seeds")
     run.add_argument("--n-jobs", type=_n_jobs, default=-1,
                      help="parallel jobs (default -1: all cores; -2: all but one)")
     run.add_argument("--backend", choices=BACKENDS,
@@ -145,6 +148,10 @@ def _seed(text):
                     expected=f"an integer from 0 to {MAX_SEED}")
 
 
+def _seeds(text):
+    return list(dict.fromkeys(_seed(name) for name in _names(text)))
+
+
 def _n_jobs(text):
     return _integer(text, accept=lambda n: n != 0, expected="a non-zero integer (-1: all cores)")
 
@@ -176,12 +183,16 @@ def list_command(args):
 
 def run_command(args):
     """Run the chosen methods, skipping finished records, then print the report."""
+    from .datasets import load_dataset
+    from .harness import check_runnable
+
     check_profile(args.profile)
     backend = _backend(args)
     methods = list(METHODS.values()) if args.all else get_methods(args.methods)
+    # Seeds vary the methods, never the images: every seed sees one split and one --limit.
     dataset = load_dataset(
         args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
-        image_size=args.image_size, skip_bad=args.skip_bad, limit=args.limit, seed=args.seed,
+        image_size=args.image_size, skip_bad=args.skip_bad, limit=args.limit, seed=DATA_SEED,
     )
     for skipped in dataset.skipped:
         log.warning("skipped: %s", skipped)
@@ -191,7 +202,7 @@ def run_command(args):
     for method in methods:  # before any runs, not after the first hours
         check_runnable(method, dataset)
     store = ResultStore(args.out or Path("runs") / f"{dataset.name}-{args.profile}")
-    _check_run_folder(store)
+    _check_run_folder(store, args.dataset)
     _check_same_dataset(store, dataset)
     with parallel_backend(backend, scheduler=args.scheduler):
         failures = _run_all(methods, dataset, store, args, on_cluster=backend == "dask")
@@ -213,37 +224,45 @@ def _backend(args):
 def _run_all(methods, dataset, store, args, *, on_cluster=False):
     """Run the unfinished methods, writing each record as it comes; return the failures.
 
-    Here, rows run one after another, and a probe or learned-feature row borrows the
-    network an earlier row just trained on the same images with the same settings. On a
+    Rows run seed by seed: every method at the first seed, then at the next. Here, rows
+    run one after another, and a probe or learned-feature row borrows the network an
+    earlier row just trained on the same images with the same settings and seed. On a
     Dask cluster, rows run side by side on its workers (each trains what it needs):
     results are written in the order they finish.
     """
-    jobs = []  # (method, its checkpoint folder) of each row still to run
-    for method in methods:
-        if store.has(method.name, dataset.name, args.profile, args.seed) and not args.force:
-            log.info("%s: finished earlier, kept (--force recomputes)", method.name)
-        else:
-            checkpoints = store.checkpoint_dir(method.name, dataset.name, args.profile, args.seed)
-            jobs.append((method, checkpoints))
+    from joblib import Parallel, delayed
+
+    from .harness import BackboneCache
+
+    jobs = []  # (method, seed, its checkpoint folder) of each row still to run
+    for seed in run_seeds(args):
+        for method in methods:
+            key = (method.name, dataset.name, args.profile, seed)
+            if store.has(*key) and not args.force:
+                log.info("%s, seed %d: finished earlier, kept (--force recomputes)",
+                         method.name, seed)
+            else:
+                jobs.append((method, seed, store.checkpoint_dir(*key)))
     if on_cluster:
         outcomes = Parallel(n_jobs=-1, return_as="generator_unordered")(
-            delayed(_run_row)(method, dataset, args, checkpoints) for method, checkpoints in jobs
+            delayed(_run_row)(method, dataset, args, seed, checkpoints)
+            for method, seed, checkpoints in jobs
         )
     else:
         backbones = BackboneCache()
-        outcomes = (_run_row(method, dataset, args, checkpoints, backbones)
-                    for method, checkpoints in jobs)
+        outcomes = (_run_row(method, dataset, args, seed, checkpoints, backbones)
+                    for method, seed, checkpoints in jobs)
     failures = []
-    progress = tqdm(outcomes, total=len(jobs), desc="methods", unit="method", disable=None)
+    progress = tqdm(outcomes, total=len(jobs), desc="rows", unit="row", disable=None)
     try:
-        for name, checkpoints, record, error in progress:
-            progress.set_postfix_str(name)
+        for name, seed, checkpoints, record, error in progress:
+            progress.set_postfix_str(f"{name}, seed {seed}")
             if error is not None:
-                failures.append((name, error))
+                failures.append((f"{name} (seed {seed})", error))
                 continue
             store.write(record)
             _remove_checkpoints(checkpoints)
-            log.info("%s: done in %.1f s", name, record["fit_time"])
+            log.info("%s, seed %d: done in %.1f s", name, seed, record["fit_time"])
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are kept in {store.root}; run the same command "
               "again to resume.", file=sys.stderr)
@@ -260,9 +279,25 @@ def _remove_checkpoints(folder):
         pass
 
 
-def _check_run_folder(store):
-    if store.root.exists() and not store.root.is_dir():
-        raise DataError(f"--out {store.root} is a file; give a folder for the run's records.")
+def _check_run_folder(store, source):
+    """Refuse, before anything runs, a run folder that cannot hold the run's records.
+
+    It cannot where it, or a folder above it, is a file; nor inside the dataset's own
+    folder, whose images it would join at the next load.
+    """
+    from .datasets import BUILTIN_DATASETS
+
+    root = store.root.absolute()
+    blocking = next((path for path in (root, *root.parents) if path.exists()), root)
+    if not blocking.is_dir():
+        raise DataError(f"--out {store.root}: {blocking} is a file; give a folder for the "
+                        "run's records.")
+    if source in BUILTIN_DATASETS or not Path(source).is_dir():
+        return
+    images = Path(source).resolve()
+    if root.resolve().is_relative_to(images):
+        raise DataError(f"Run folder {store.root} lies inside the dataset folder {images}, whose "
+                        "images it would join. Pass --out DIR outside it.")
 
 
 def _check_same_dataset(store, dataset):
@@ -277,20 +312,30 @@ def _check_same_dataset(store, dataset):
             )
 
 
-def _run_row(method, dataset, args, checkpoints, backbones=None):
-    """One row: (name, checkpoint folder, record or None, error text or None)."""
+def run_seeds(args):
+    """The seeds a ``run`` fits every row with: ``--seeds``, or the one ``--seed``."""
+    return args.seeds or [args.seed]
+
+
+def _run_row(method, dataset, args, seed, checkpoints, backbones=None):
+    """One row at one seed: (name, seed, checkpoint folder, record or None, error or None)."""
+    from .harness import run_method
+
     try:
-        record = run_method(method, dataset, profile=args.profile, seed=args.seed,
+        record = run_method(method, dataset, profile=args.profile, seed=seed,
                             n_jobs=args.n_jobs, checkpoint_dir=checkpoints,
                             fitted_backbones=backbones)
     except Exception as exc:  # one failing method must not stop the others
         log.debug("%s failed", method.name, exc_info=True)
-        return method.name, checkpoints, None, f"{type(exc).__name__}: {exc}"
-    return method.name, checkpoints, record, None
+        return method.name, seed, checkpoints, None, f"{type(exc).__name__}: {exc}"
+    return method.name, seed, checkpoints, record, None
 
 
 def cluster_command(args):
     """Cluster the images of a folder or archive and write assignments and contact sheets."""
+    from .cluster import cluster_images
+    from .datasets import load_images
+
     check_profile(args.profile)
     (method,) = get_methods([args.method])
     dataset = load_images(args.path, cache_dir=args.cache_dir, image_size=args.image_size,
@@ -324,6 +369,8 @@ def write_report(store, *, title):
     The text of the folder's ``notes.md``, if it has one (how the records were made, say),
     opens the report: ``results.md`` itself is rewritten from the records every time.
     """
+    from results import render_plots, render_report
+
     store.root.mkdir(parents=True, exist_ok=True)
     plots = render_plots(store.records(), store.root)
     report = render_report(store.to_frame(), title=title, plots=plots)

@@ -5,17 +5,21 @@ Every loader returns a :class:`Dataset` whose images are uint8 arrays of shape
 int64 class indices, or None for a folder of unlabelled images.
 """
 
+import bisect
+import errno
 import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import pickle
+import posixpath
 import shutil
 import tarfile
 import zipfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +30,8 @@ from tqdm.auto import tqdm
 from features import check_images
 from results import atomic_write
 
+from .errors import DataError
+
 BUILTIN_DATASETS = ("digits", "cifar10")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -35,9 +41,7 @@ _GREY_MODES = frozenset({"1", "L", "LA", "La"})
 # Grey modes of more than 8 bits, read as arrays and scaled down to 8 bits.
 _DEEP_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
-
-class DataError(ValueError):
-    """A dataset that cannot be read as asked; the message names the culprit and the fix."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ def load_dataset(
         Skip unreadable files of a tree, listing them in ``Dataset.skipped``.
     limit : int, default=None
         Keep a seeded, stratified subset of ``limit`` training images and the same share
-        of the test images.
+        of the test images; a limit too small to keep a training and a test image of every
+        class is refused.
     seed : int, default=0
         Seed of the hold-out split and of the subset.
     test_size : float, default=0.2
@@ -139,6 +144,7 @@ def load_dataset(
     else:
         dataset = _load_path(Path(source), cache_dir, image_size, skip_bad, seed, test_size)
     if limit is not None:
+        _check_limit(dataset, limit)
         dataset = subsample(dataset, limit, seed=seed)
     return dataset
 
@@ -162,18 +168,57 @@ def subsample(dataset, n_train, *, seed=0):
     """
     n_total = len(dataset.X_train)
     if n_train < 1:
-        raise DataError(f"--limit must be a positive number of images; got {n_train}.")
+        raise DataError(f"A limit (--limit) must be a positive number of training images; "
+                        f"got {n_train}.")
     if n_train >= n_total:
         return dataset
-    share = n_train / n_total
     train = _stratified_subset(dataset.y_train, n_total, n_train, seed)
     parts = {"X_train": dataset.X_train[train], "y_train": _take(dataset.y_train, train)}
     if dataset.X_test is not None:
         n_test = len(dataset.X_test)
-        test = _stratified_subset(dataset.y_test, n_test, max(1, round(share * n_test)), seed)
+        kept = _n_test_kept(dataset, n_train)
+        test = _stratified_subset(dataset.y_test, n_test, kept, seed)
         parts.update(X_test=dataset.X_test[test], y_test=_take(dataset.y_test, test))
     files = tuple(np.asarray(dataset.files)[train]) if dataset.files else ()
     return replace(dataset, name=f"{dataset.name}-n{n_train}", files=files, **parts)
+
+
+def _n_test_kept(dataset, n_train):
+    """Test images a subset of `n_train` training images keeps: the same share, at least one."""
+    n_test = len(dataset.X_test)
+    return max(1, round(n_train / len(dataset.X_train) * n_test))
+
+
+def _check_limit(dataset, limit):
+    """Refuse a limit whose subset would leave a class without a training or a test image."""
+    if not dataset.labelled or not 1 <= limit < len(dataset.X_train):
+        return  # subsample refuses a limit below 1; one at or above the size keeps all
+    if _keeps_every_class(dataset, limit):
+        return
+    smallest = bisect.bisect_left(range(len(dataset.X_train) + 1), True,
+                                  key=lambda n: n > 0 and _keeps_every_class(dataset, n))
+    raise DataError(
+        f"A limit (--limit) of {limit} training images is too small for {dataset.name}: in a "
+        f"stratified subset that small, some of its {dataset.n_classes} classes have a share "
+        f"of less than one training or test image. Pass a limit of at least {smallest}, or none."
+    )
+
+
+def _keeps_every_class(dataset, n_train):
+    """Whether every class's share of a stratified subset is one image or more, in each part.
+
+    A stratified draw gives each class at least its share rounded down, so it then keeps
+    at least one image of every class.
+    """
+    parts = [(dataset.y_train, n_train)]
+    if dataset.y_test is not None:
+        parts.append((dataset.y_test, _n_test_kept(dataset, n_train)))
+    return all(_rarest_count(y) * n_kept >= len(y) for y, n_kept in parts)
+
+
+def _rarest_count(y):
+    counts = np.bincount(y)
+    return counts[counts > 0].min()
 
 
 def resize_dataset(dataset, image_size):
@@ -357,7 +402,7 @@ def _load_path(path, cache_dir, image_size, skip_bad, seed, test_size):
 
 
 def _dataset_name(path):
-    name = path.name
+    name = Path(os.path.abspath(path)).name  # "." and ".." name the folder they stand for
     for suffix in (*ARCHIVE_SUFFIXES, ".npz"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -505,34 +550,61 @@ def _cached_tree(path, cache_dir, image_size, skip_bad):
         (_content_digest(path) + json.dumps(options, sort_keys=True)).encode()
     ).hexdigest()
     cache_file = Path(cache_dir or default_data_dir() / "cache") / f"{key}.npz"
-    if cache_file.exists():
-        with np.load(cache_file, allow_pickle=False) as cached:
-            return _Tree(cached["images"], tuple(cached["paths"]), tuple(cached["skipped"]))
-    tree = _decode_tree(path, image_size, skip_bad)
-    with atomic_write(cache_file, "wb") as file:
-        np.savez(file, images=tree.images, paths=np.array(tree.paths, dtype=str),
-                 skipped=np.array(tree.skipped, dtype=str))
+    tree = _read_cached_tree(cache_file) if cache_file.exists() else None
+    if tree is None:
+        tree = _decode_tree(path, image_size, skip_bad)
+        with atomic_write(cache_file, "wb") as file:
+            np.savez(file, images=tree.images, paths=np.array(tree.paths, dtype=str),
+                     skipped=np.array(tree.skipped, dtype=str))
     return tree
 
 
+def _read_cached_tree(cache_file):
+    """The tree cached in `cache_file`, or None, with a warning naming it, if unreadable."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as cached:
+            return _Tree(cached["images"], tuple(cached["paths"]), tuple(cached["skipped"]))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("decoding cache %s cannot be read (%s); decoding the images again and "
+                    "rewriting it.", cache_file, exc)
+        return None
+
+
 def _content_digest(path):
-    """SHA-256 of a file's bytes, or of every file's relative path and bytes in a folder."""
+    """SHA-256 of a file's bytes, or of every file's relative path and bytes in a folder.
+
+    A folder's files are read as its decoding reads them, links followed: a file that
+    cannot be read counts by the reason, so a cache never holds what decoding would refuse.
+    """
     digest = hashlib.sha256()
     if path.is_file():
         with open(path, "rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
         return digest.hexdigest()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes())
+    files = [(relative, item) for relative, item in _walk(path) if item is not None]
+    for relative, item in sorted(files, key=lambda entry: entry[0].split("/")):
+        digest.update(relative.encode() + b"\0")
+        data = _content(relative, item)
+        digest.update(data if isinstance(data, bytes) else data.reason.encode())
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    """An entry of a tree that cannot be read, in place of its bytes; `reason` names it."""
+
+    reason: str
+
+
 def _iter_entries(path):
-    """Yield (relative posix path, bytes or None for a folder) for every entry of a tree."""
+    """Yield (relative posix path, content) for every entry of a tree.
+
+    The content is None for a folder, the bytes of a file, or :class:`_Unreadable`.
+    """
     if path.is_dir():
-        yield from _folder_entries(path)
+        for relative, item in _walk(path):
+            yield relative, _content(relative, item)
         return
     try:
         yield from _zip_entries(path) if path.name.lower().endswith(".zip") else _tar_entries(path)
@@ -540,29 +612,122 @@ def _iter_entries(path):
         raise DataError(f"{path} is not a readable archive ({exc}).") from exc
 
 
-def _folder_entries(path):
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        relative = Path(folder).relative_to(path).as_posix()
-        if relative != ".":
-            yield relative, None
-        for name in sorted(files):
-            yield str(PurePosixPath(relative, name)), (Path(folder) / name).read_bytes()
+def _walk(folder, relative="", chain=()):
+    """Yield (relative posix path, item) for every entry below `folder`, links followed.
+
+    As :func:`os.walk` top-down, sorted, with ``followlinks=True``: each folder (item None),
+    its files (item: their path), then its sub-folders. A link to a folder the walk is
+    already inside would never end; its item is :class:`_Unreadable`.
+    """
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        if not relative:
+            raise DataError(f"{folder} cannot be read ({exc.strerror}).") from exc
+        yield relative, _Unreadable(f"{relative} cannot be read ({exc.strerror}).")
+        return
+    if relative:
+        yield relative, None
+    chain = (*chain, os.path.realpath(folder))
+    files, folders = [], []
+    for entry in entries:
+        (folders if _is_dir(entry) else files).append(entry)
+    for entry in files:
+        yield posixpath.join(relative, entry.name), Path(entry.path)
+    for entry in folders:
+        inner = posixpath.join(relative, entry.name)
+        if os.path.realpath(entry.path) in chain:
+            yield inner, _Unreadable(f"{inner} is a symbolic link to {os.readlink(entry.path)}, "
+                                     "a folder it lies in: a loop.")
+        else:
+            yield from _walk(entry.path, inner, chain)
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()  # follows links
+    except OSError:  # a link loop: read as a file, which names it
+        return False
+
+
+def _content(relative, item):
+    """What a walked entry holds: a file's bytes, else its item (a folder's None, _Unreadable)."""
+    return _read_file(relative, item) if isinstance(item, Path) else item
+
+
+def _read_file(relative, file):
+    """The bytes of `file`, or :class:`_Unreadable` saying why not (a link to nowhere)."""
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        if not file.is_symlink():
+            return _Unreadable(f"{relative} cannot be read ({exc.strerror}).")
+        why = {errno.ENOENT: "which does not exist", errno.ELOOP: "which leads back to itself: "
+               "a loop"}.get(exc.errno, f"which cannot be read ({exc.strerror})")
+        return _Unreadable(f"{relative} is a symbolic link to {os.readlink(file)}, {why}.")
 
 
 def _zip_entries(path):
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            yield info.filename.rstrip("/"), None if info.is_dir() else archive.read(info)
+            name = _member_name(path, info.filename.rstrip("/"))
+            yield name, None if info.is_dir() else archive.read(info)
 
 
 def _tar_entries(path):
     with tarfile.open(path, "r:*") as archive:
+        members = {}  # by normalised name, gathered at the first link
         for member in archive:
+            name = _member_name(path, member.name)
             if member.isdir():
-                yield member.name, None
+                yield name, None
             elif member.isfile():
-                yield member.name, archive.extractfile(member).read()
+                yield name, archive.extractfile(member).read()
+            elif member.islnk() or member.issym():
+                members = members or {posixpath.normpath(m.name): m
+                                      for m in archive.getmembers()}
+                yield name, _tar_link_bytes(path, archive, member, members)
+
+
+def _member_name(archive, name):
+    """`name`, refused by name if it leads outside the archive (absolute, or up through '..')."""
+    if _leaves_archive(name):
+        raise DataError(
+            f"Member {name!r} of {archive} lies outside the archive (an absolute path, or one "
+            "through '..'); repack the archive with paths relative to its folder."
+        )
+    return name
+
+
+def _leaves_archive(name):
+    return name.startswith("/") or ".." in name.split("/")
+
+
+def _tar_link_bytes(path, archive, link, members):
+    """The bytes of the file a link member leads to, through any chain of links inside."""
+    member, seen = link, set()
+    while member.islnk() or member.issym():
+        if member.name in seen:
+            return _Unreadable(f"{link.name} is a link that leads back to itself: a loop.")
+        seen.add(member.name)
+        target = posixpath.normpath(
+            posixpath.join(posixpath.dirname(member.name), member.linkname)
+            if member.issym() else member.linkname
+        )
+        if _leaves_archive(target):
+            raise DataError(
+                f"Member {link.name!r} of {path} is a link to {member.linkname!r}, outside the "
+                "archive; repack it with the files themselves (tar --dereference)."
+            )
+        member = members.get(target)
+        if member is None:
+            return _Unreadable(f"{link.name} is a link to {target}, which the archive does "
+                               "not hold.")
+    if not member.isfile():
+        return _Unreadable(f"{link.name} is a link to {member.name}, not to a file; repack the "
+                           "archive with the files themselves (tar --dereference).")
+    return archive.extractfile(member).read()
 
 
 def _is_hidden(relative):
@@ -596,6 +761,8 @@ def _decode_tree(path, image_size, skip_bad):
 
 
 def _decode_image(relative, data, image_size):
+    if isinstance(data, _Unreadable):
+        raise DataError(data.reason)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()

@@ -1,14 +1,15 @@
 """The harness: the only place that fits, times, scores and records a method."""
 
+import functools
 import hashlib
 import os
 import platform
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.base import is_clusterer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
@@ -80,7 +81,13 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     start = time.perf_counter()
     with count_fits() as shared:
         estimator.fit(*fit_args)
-    record["fit_time"] = time.perf_counter() - start
+    # a resumed network's earlier epochs were timed when they ran, by its history; a lent
+    # network was not trained by this row at all
+    resumed_epochs, resumed_seconds = (
+        (0, 0.0) if record.get("backbone_reused") else resumed_training(estimator))
+    record["fit_time"] = time.perf_counter() - start + resumed_seconds
+    if resumed_epochs:
+        record["resumed_epochs"] = resumed_epochs
     if shared.requested:
         # counts cover this process: all of a search's fits under the threads backend
         record.update(fits_computed=shared.computed, fits_saved=shared.saved)
@@ -117,14 +124,66 @@ def check_runnable(method, dataset):
 
 
 def environment():
-    """Versions and machine a record was made with, so a figure can be traced back."""
+    """Machine, versions and commit a record was made with, so a figure can be traced back.
+
+    Returns
+    -------
+    environment : dict
+        ``cpu`` (model name), ``cpus`` (logical cores), ``cpu_capability`` (the vector
+        instruction set torch's kernels use), ``cpu_bfloat16`` (whether the CPU computes
+        bfloat16 natively: AMX or AVX512_BF16), ``accelerator`` (GPU name or None),
+        ``python`` and package versions, and ``commit`` (the toolkit's git commit, with
+        ``+changes`` when its files differ from it; None outside a git checkout).
+    """
+    import torch  # loaded only when a row is recorded
+
     packages = ("unlabelled-image-benchmark", "scikit-learn", "numpy", "torch")
     return {
-        "python": platform.python_version(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bfloat16": bool(torch.cpu._is_amx_tile_supported()
+                             or torch.cpu._is_avx512_bf16_supported()),
         "accelerator": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
         **{name: _installed_version(name) for name in packages},
+        "commit": source_commit(),
     }
+
+
+@functools.cache
+def cpu_model():
+    """The CPU's model name, as the operating system reports it."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def source_commit():
+    """The git commit of the toolkit's code, ``+changes`` appended if files differ from it.
+
+    Returns
+    -------
+    commit : str or None
+        None where the toolkit is not a git checkout (an installed wheel) or git is missing.
+    """
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+changes" if changed else commit
 
 
 def _installed_version(name):
@@ -203,6 +262,30 @@ def _route_checkpoints(estimator, checkpoint_dir):
         for name in estimator.get_params()
         if name == "checkpoint_dir" or name.endswith("__checkpoint_dir")
     })
+
+
+def torch_parts(estimator):
+    """The estimator, its pipeline steps, and the fitted networks they hold (``backbone_``)."""
+    parts = [estimator]
+    if isinstance(estimator, Pipeline):
+        parts += [step for _, step in estimator.steps]
+    parts += [part.backbone_ for part in parts if getattr(part, "backbone_", None) is not None]
+    return list({id(part): part for part in parts}.values())
+
+
+def resumed_training(estimator):
+    """(epochs, seconds) of training that checkpoints supplied to this fit.
+
+    A fit resumed from a checkpoint trains only the epochs after it; the earlier ones, and
+    their times, come back in the network's history.
+    """
+    epochs, seconds = 0, 0.0
+    for part in torch_parts(estimator):
+        resumed = getattr(part, "n_resumed_epochs_", 0)
+        if resumed:
+            epochs += resumed
+            seconds += float(sum(part.history_["seconds"][:resumed]))
+    return epochs, seconds
 
 
 def _training_part(dataset, limit, seed):

@@ -5,25 +5,14 @@ tests, ``quick`` fits a 2-core CPU in minutes, ``paper`` is the study's settings
 """
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from sklearn.cluster import KMeans
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.svm import SVC
-
-from estimators import (
-    DeepClusterClassifier,
-    LinearProbe,
-    TorchCNNClassifier,
-    TorchPseudoLabelClassifier,
-)
-from features import DeepFeatures, ImageFlattener, make_pca
-from search import GASearchCV, SubsetKFold, search_space, structured
+# scikit-learn, search and torch are imported when a row is built, not here: listing the
+# methods then takes a fraction of a second.
+import estimators
+import features
 
 PROFILES = MappingProxyType({
     "smoke": "seconds, for tests",
@@ -126,20 +115,38 @@ def check_profile(profile):
 
 def classical_pipeline(model, *, seed=0):
     """Scale -> flatten -> PCA keeping 99% of the variance -> ``model``."""
+    from sklearn.pipeline import Pipeline
+
     return Pipeline([
-        ("flatten", ImageFlattener()),
-        ("pca", make_pca(variance=0.99, random_state=seed)),
+        ("flatten", features.ImageFlattener()),
+        ("pca", features.make_pca(variance=0.99, random_state=seed)),
         ("model", model),
     ])
 
 
+def _model_factory(path, *, seeded=True, parallel=False):
+    """``make(seed, n_jobs)``: a new model of the class at ``module:Class``.
+
+    `seeded` models take ``random_state=seed``, `parallel` ones ``n_jobs``.
+    """
+    module, name = path.split(":")
+
+    def make(seed, n_jobs):
+        model_class = getattr(importlib.import_module(module), name)
+        return model_class(**({"random_state": seed} if seeded else {}),
+                           **({"n_jobs": n_jobs} if parallel else {}))
+
+    return make
+
+
 CLASSICAL_MODELS = {
-    "rf": ("Random forest", lambda seed, n_jobs: RandomForestClassifier(
-        random_state=seed, n_jobs=n_jobs)),
-    "knn": ("k-nearest neighbours", lambda seed, n_jobs: KNeighborsClassifier(n_jobs=n_jobs)),
-    "logreg": ("Logistic regression (lbfgs)", lambda seed, n_jobs: LogisticRegression(
-        random_state=seed)),
-    "svm": ("RBF support vector machine", lambda seed, n_jobs: SVC(random_state=seed)),
+    "rf": ("Random forest",
+           _model_factory("sklearn.ensemble:RandomForestClassifier", parallel=True)),
+    "knn": ("k-nearest neighbours", _model_factory(
+        "sklearn.neighbors:KNeighborsClassifier", seeded=False, parallel=True)),
+    "logreg": ("Logistic regression (lbfgs)",
+               _model_factory("sklearn.linear_model:LogisticRegression")),
+    "svm": ("RBF support vector machine", _model_factory("sklearn.svm:SVC")),
 }
 # An RBF SVM's fit grows with the square of the training set.
 SVM_TRAIN_LIMITS = {"smoke": 500, "quick": 10_000}
@@ -165,6 +172,10 @@ def _default_model(name):
 def tuned_search(name, tuner, *, seed, n_jobs, space, cv, search_limit, population_size,
                  generations):
     """A search over the space of classical model `name`, by grid ("grid") or GA ("ga")."""
+    from sklearn.model_selection import GridSearchCV
+
+    from search import GASearchCV, SubsetKFold, search_space, structured
+
     # candidates run in parallel, so each model fits on one core
     model = structured(CLASSICAL_MODELS[name][1](seed, None))
     grid = search_space(name, space)
@@ -196,6 +207,8 @@ def _with_train_limit(name, settings):
 
 def _kmeans_clusterer(*, seed, n_classes, n_init):
     """k-means with one cluster per class (10 when the data has no labels)."""
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=n_classes or 10, n_init=n_init, random_state=seed)
 
 
@@ -257,7 +270,7 @@ CNN_PROFILES = {
 
 def _cnn(arch, fixed):
     def build(*, seed, n_jobs, n_classes, **settings):
-        return TorchCNNClassifier(arch, random_state=seed, **fixed, **settings)
+        return estimators.TorchCNNClassifier(arch, random_state=seed, **fixed, **settings)
 
     return build
 
@@ -309,8 +322,9 @@ PROBE_LAYERS = {
 }
 
 
-def _torch_clusterer(estimator_class, arch, fixed, input):
+def _torch_clusterer(class_name, arch, fixed, input):
     def build(*, seed, n_jobs, n_classes, **settings):
+        estimator_class = getattr(estimators, class_name)
         return estimator_class(arch, n_clusters=n_classes or 10, input=input,
                                random_state=seed, **fixed, **settings)
 
@@ -324,14 +338,19 @@ PROBE_PENALTIES = {"C": [1e-4, 1e-3, 1e-2, 0.1, 1]}
 
 
 def _probe(arch, fixed, input, layer):
-    backbone = _torch_clusterer(TorchPseudoLabelClassifier, arch, fixed, input)
+    backbone = _torch_clusterer("TorchPseudoLabelClassifier", arch, fixed, input)
 
     def build(*, seed, n_jobs, n_classes, search, **settings):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
+
+        from search import SubsetKFold
+
         network = backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **settings)
         cv = SubsetKFold(search["cv"], max_samples=search["search_limit"], random_state=seed)
         penalty = GridSearchCV(LogisticRegression(max_iter=1000), PROBE_PENALTIES, cv=cv,
                                n_jobs=n_jobs)
-        return LinearProbe(network, layer, classifier=penalty)
+        return estimators.LinearProbe(network, layer, classifier=penalty)
 
     return build
 
@@ -347,9 +366,11 @@ LEARNED_FEATURES = {"arch": "fast", "input": "sobel", "layer": "stage2"}
 
 def learned_features_pipeline(backbone, model, *, layer, seed=0):
     """Images -> activations of `layer` of `backbone` -> PCA keeping 99% -> ``model``."""
+    from sklearn.pipeline import Pipeline
+
     return Pipeline([
-        ("features", DeepFeatures(backbone, layer)),
-        ("pca", make_pca(variance=0.99, random_state=seed)),
+        ("features", features.DeepFeatures(backbone, layer)),
+        ("pca", features.make_pca(variance=0.99, random_state=seed)),
         ("model", model),
     ])
 
@@ -360,7 +381,8 @@ def _on_learned_features(make_model):
     ``make_model(seed=, n_jobs=, n_classes=, search=)`` returns the final step.
     """
     arch, _, fixed = CNN_ARCHITECTURES[LEARNED_FEATURES["arch"]]
-    backbone = _torch_clusterer(TorchPseudoLabelClassifier, arch, fixed, LEARNED_FEATURES["input"])
+    backbone = _torch_clusterer("TorchPseudoLabelClassifier", arch, fixed,
+                                LEARNED_FEATURES["input"])
 
     def build(*, seed, n_jobs, n_classes, search=None, **backbone_settings):
         network = backbone(seed=seed, n_jobs=n_jobs, n_classes=n_classes, **backbone_settings)
@@ -453,7 +475,7 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
         _uic = f"uic-{_name}-{_input}"
         register(Method(
             _uic, f"End-to-end pseudo-labels (Chen et al. 2020) on {_title}, {_input} input",
-            _torch_clusterer(TorchPseudoLabelClassifier, _arch, _fixed, _input), "clustering",
+            _torch_clusterer("TorchPseudoLabelClassifier", _arch, _fixed, _input), "clustering",
             supervised=False, reference=_uic, profiles=UIC_PROFILES[_name],
         ))
         for _layer in PROBE_LAYERS[_name]:
@@ -472,7 +494,7 @@ for _name, (_arch, _title, _fixed) in CNN_ARCHITECTURES.items():
         register(Method(
             f"deepcluster-{_name}-{_input}",
             f"DeepCluster (k-means pseudo-labels) on {_title}, {_input} input",
-            _torch_clusterer(DeepClusterClassifier, _arch, _fixed, _input), "deepcluster",
+            _torch_clusterer("DeepClusterClassifier", _arch, _fixed, _input), "deepcluster",
             supervised=False,
             reference="deepercluster" if _name == "vgg16bn" else None,
             profiles=DEEPCLUSTER_PROFILES[_name],

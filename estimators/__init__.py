@@ -1,28 +1,21 @@
-"""Scikit-learn estimators backed by torch, and the clustering metrics they are judged by."""
+"""Scikit-learn estimators backed by torch, and the clustering metrics they are judged by.
 
-from .architectures import build_network
-from .clustering import BaseTorchClusterer, rebalance_clusters
-from .cnn import TorchCNNClassifier
-from .deepcluster import DeepClusterClassifier
-from .metrics import cluster_sizes, clustering_accuracy, clustering_scores
-from .probe import LinearProbe
-from .pseudolabel import TorchPseudoLabelClassifier
-from .training import BaseTorchEstimator, Callback, Checkpoint, History, resolve_device
+Names are imported on first use, so that the metrics (and a command that only lists
+methods) do not wait for torch to load.
+"""
 
-__all__ = [
-    "BaseTorchClusterer",
-    "BaseTorchEstimator",
-    "Callback",
-    "Checkpoint",
-    "DeepClusterClassifier",
-    "History",
-    "LinearProbe",
-    "TorchCNNClassifier",
-    "TorchPseudoLabelClassifier",
-    "build_network",
-    "cluster_sizes",
-    "clustering_accuracy",
-    "clustering_scores",
-    "rebalance_clusters",
-    "resolve_device",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "architectures": ["build_network"],
+        "clustering": ["BaseTorchClusterer", "rebalance_clusters"],
+        "cnn": ["TorchCNNClassifier"],
+        "deepcluster": ["DeepClusterClassifier"],
+        "metrics": ["cluster_sizes", "clustering_accuracy", "clustering_scores"],
+        "probe": ["LinearProbe"],
+        "pseudolabel": ["TorchPseudoLabelClassifier"],
+        "training": ["BaseTorchEstimator", "Callback", "Checkpoint", "History", "resolve_device"],
+    },
+)

@@ -65,6 +65,11 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         Predict from the mean of the logits of each image and of its mirror image.
     device : str or torch.device, default="auto"
         Device to train on; "auto" picks CUDA, then MPS, then the CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of training and inference. "auto" uses bfloat16 autocast (with
+        channels-last tensors) where the device computes bfloat16 natively (CUDA from
+        Ampere on; CPUs with AMX or AVX512_BF16) and the network's input is at least 32x32,
+        below which casting costs more than it saves; float32 elsewhere.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling and augmentation. On one CPU
         machine, one seed gives the same result every time.
@@ -148,6 +153,7 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         augment=True,
         tta_flip=True,
         device="auto",
+        precision="auto",
         random_state=None,
         checkpoint_dir=None,
         callbacks=None,
@@ -171,6 +177,7 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
             label_smoothing=label_smoothing,
             augment=augment,
             device=device,
+            precision=precision,
             random_state=random_state,
             checkpoint_dir=checkpoint_dir,
             callbacks=callbacks,

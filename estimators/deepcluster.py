@@ -303,6 +303,11 @@ class DeepClusterClassifier(BaseTorchClusterer):
         always extracted without augmentation.
     device : str or torch.device, default="auto"
         Device to train on; "auto" picks CUDA, then MPS, then the CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of training and inference. "auto" uses bfloat16 autocast (with
+        channels-last tensors) where the device computes bfloat16 natively (CUDA from
+        Ampere on; CPUs with AMX or AVX512_BF16) and the network's input is at least 32x32,
+        below which casting costs more than it saves; float32 elsewhere.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, k-means, sampling and augmentation.
     checkpoint_dir : str or path-like, default=None
@@ -400,6 +405,7 @@ class DeepClusterClassifier(BaseTorchClusterer):
         label_smoothing=0.0,
         augment=True,
         device="auto",
+        precision="auto",
         random_state=None,
         checkpoint_dir=None,
         callbacks=None,
@@ -423,6 +429,7 @@ class DeepClusterClassifier(BaseTorchClusterer):
             label_smoothing=label_smoothing,
             augment=augment,
             device=device,
+            precision=precision,
             random_state=random_state,
             checkpoint_dir=checkpoint_dir,
             callbacks=callbacks,

@@ -101,6 +101,11 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         without it the two passes see the same images.
     device : str or torch.device, default="auto"
         Device to train on; "auto" picks CUDA, then MPS, then the CPU.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of training and inference. "auto" uses bfloat16 autocast (with
+        channels-last tensors) where the device computes bfloat16 natively (CUDA from
+        Ampere on; CPUs with AMX or AVX512_BF16) and the network's input is at least 32x32,
+        below which casting costs more than it saves; float32 elsewhere.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout, shuffling, augmentation and rebalancing.
     checkpoint_dir : str or path-like, default=None
@@ -198,6 +203,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         label_smoothing=0.0,
         augment=True,
         device="auto",
+        precision="auto",
         random_state=None,
         checkpoint_dir=None,
         callbacks=None,
@@ -221,6 +227,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
             label_smoothing=label_smoothing,
             augment=augment,
             device=device,
+            precision=precision,
             random_state=random_state,
             checkpoint_dir=checkpoint_dir,
             callbacks=callbacks,

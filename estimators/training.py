@@ -13,6 +13,7 @@ the loop. Timing, progress, checkpoints and any early stop are callbacks.
 import functools
 import hashlib
 import inspect
+import logging
 import math
 import os
 import time
@@ -34,6 +35,7 @@ from features.images import check_images
 
 from .architectures import ARCHITECTURES, _did_you_mean, build_network
 
+log = logging.getLogger(__name__)
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 # Images the fast network's whitening stem is estimated from: enough for a 2x2-patch
@@ -174,6 +176,8 @@ class Checkpoint(Callback):
         if self.path.exists():
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             estimator.load_checkpoint_state(state)
+            log.info("%s: resumed after epoch %d of %d from %s", type(estimator).__name__,
+                     len(estimator.history_), estimator.epochs, self.path)
 
     def on_epoch_end(self, estimator):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +209,8 @@ class BaseTorchEstimator(BaseEstimator):
 
     Attributes set by :meth:`_fit`: ``device_``, ``input_transform_``, ``augment_``,
     ``mixed_precision_`` (whether the network runs under bfloat16 autocast, with
-    channels-last tensors: where the device computes bfloat16 natively and the network's
-    input is at least 32x32, below which casting costs more than it saves), ``module_``,
+    channels-last tensors; see `precision`), ``n_resumed_epochs_`` (epochs a checkpoint
+    supplied; their time is in ``history_``), ``module_``,
     ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``, ``history_``,
     ``train_indices_`` (the images trained on, see `max_samples`) and ``stop_reason_``;
     by :meth:`_validate_images`: ``n_features_in_`` and ``image_shape_``. ``_rng`` (a numpy
@@ -234,6 +238,7 @@ class BaseTorchEstimator(BaseEstimator):
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "augment": ["boolean"],
         "device": [str, torch.device],
+        "precision": [StrOptions({"auto", "float32", "bfloat16"})],
         "random_state": ["random_state"],
         "checkpoint_dir": [str, os.PathLike, None],
         "callbacks": [list, None],
@@ -264,6 +269,7 @@ class BaseTorchEstimator(BaseEstimator):
         label_smoothing,
         augment,
         device,
+        precision,
         random_state,
         checkpoint_dir,
         callbacks,
@@ -286,6 +292,7 @@ class BaseTorchEstimator(BaseEstimator):
         self.label_smoothing = label_smoothing
         self.augment = augment
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
@@ -581,8 +588,11 @@ class BaseTorchEstimator(BaseEstimator):
         """
         height, width = data.shape[1:3]
         network_pixels = height * width * (self.upsample or 1) ** 2
-        large = network_pixels >= _MIN_MIXED_PRECISION_PIXELS
-        self.mixed_precision_ = large and has_native_bfloat16(self.device_)
+        if self.precision == "auto":
+            large = network_pixels >= _MIN_MIXED_PRECISION_PIXELS
+            self.mixed_precision_ = large and has_native_bfloat16(self.device_)
+        else:
+            self.mixed_precision_ = self.precision == "bfloat16"
         mean, std = _channel_stats(data)
         self.input_transform_ = make_input_transform(
             self.input, self.upsample, mean=mean, std=std
@@ -660,7 +670,8 @@ class BaseTorchEstimator(BaseEstimator):
         self._stop_request = None
         try:
             self._notify("on_train_begin")
-            for epoch in range(len(self.history_), self.epochs):
+            self.n_resumed_epochs_ = len(self.history_)
+            for epoch in range(self.n_resumed_epochs_, self.epochs):
                 self._notify("on_epoch_begin", epoch=epoch)
                 lr = self.optimizer_.param_groups[0]["lr"]
                 record = self.run_epoch(data, targets, epoch)
@@ -793,9 +804,12 @@ def _check_loss_is_finite(loss, epoch, lr):
 
 
 def has_native_bfloat16(device):
-    """Whether `device` computes in bfloat16 natively: CUDA (Ampere on), or AMX CPUs.
+    """Whether `device` computes in bfloat16 natively: CUDA (Ampere on), or CPUs with AMX
+    or AVX512_BF16 instructions.
 
     Elsewhere bfloat16 is emulated and slower than float32, so training stays in float32.
+    Measured faster in bfloat16 autocast: AMX and AVX512_BF16 CPUs
+    (``results/throughput-cpu.md``).
 
     Parameters
     ----------
@@ -809,7 +823,9 @@ def has_native_bfloat16(device):
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+    return device.type == "cpu" and (
+        torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    )
 
 
 def _stackable(images):

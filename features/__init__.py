@@ -1,15 +1,15 @@
-"""Scikit-learn transformers on image arrays of shape (n_images, height, width, channels)."""
+"""Scikit-learn transformers on image arrays of shape (n_images, height, width, channels).
 
-from .augment import RandomAugment, Sobel, make_input_transform
-from .deep import DeepFeatures
-from .images import ImageFlattener, check_images, make_pca
+Names are imported on first use: the pixel transformers do not wait for torch to load.
+"""
 
-__all__ = [
-    "DeepFeatures",
-    "ImageFlattener",
-    "RandomAugment",
-    "Sobel",
-    "check_images",
-    "make_input_transform",
-    "make_pca",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "augment": ["RandomAugment", "Sobel", "make_input_transform"],
+        "deep": ["DeepFeatures"],
+        "images": ["ImageFlattener", "check_images", "make_pca"],
+    },
+)

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 
 def check_images(X, *, name="X"):
@@ -72,8 +72,9 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    dtype : {"float32", "float64"}, default="float32"
-        Dtype of the output; float32 halves the memory of a 50,000-image CIFAR-10 matrix.
+    dtype : {"float32", "float64"} or None, default=None
+        Dtype of the output. None keeps float32 and float64 input as it is and gives
+        float32 for anything else: it halves the memory of a 50,000-image CIFAR-10 matrix.
 
     Attributes
     ----------
@@ -81,6 +82,8 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
         Shape of one image seen in `fit` (height, width, channels), or (n_features,).
     n_features_in_ : int
         Number of values per image.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of a 2-d DataFrame seen in `fit`, if it had string names.
 
     Examples
     --------
@@ -90,7 +93,7 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
     (2, 48)
     """
 
-    def __init__(self, dtype="float32"):
+    def __init__(self, dtype=None):
         self.dtype = dtype
 
     def fit(self, X, y=None):
@@ -98,7 +101,7 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_images, height, width, channels)
+        X : array-like of shape (n_images, height, width, channels) or (n_images, n_values)
             Training images.
         y : None
             Ignored.
@@ -108,9 +111,7 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
         self : ImageFlattener
             The fitted transformer.
         """
-        images = self._as_images(X)
-        self.image_shape_ = images.shape[1:]
-        self.n_features_in_ = int(np.prod(self.image_shape_))
+        self._validate(X, reset=True)
         return self
 
     def transform(self, X):
@@ -118,39 +119,52 @@ class ImageFlattener(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_images, height, width, channels)
+        X : array-like of shape (n_images, height, width, channels) or (n_images, n_values)
             Images of the shape seen in `fit`.
 
         Returns
         -------
         features : ndarray of shape (n_images, height * width * channels)
-            Pixel values in [0, 1].
+            Pixel values in [0, 1], of the dtype `dtype` names.
         """
         check_is_fitted(self)
-        images = self._as_images(X)
-        if images.shape[1:] != self.image_shape_:
+        flat = self._validate(X, reset=False)
+        dtype = self._output_dtype(flat.dtype)
+        if flat.dtype == np.uint8:
+            return np.multiply(flat, 1 / 255, dtype=dtype)
+        return flat.astype(dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # grey images (n_images, height, width)
+        tags.transformer_tags.preserves_dtype = (
+            ["float64", "float32"] if self.dtype is None else [np.dtype(self.dtype).name])
+        return tags
+
+    def _validate(self, X, *, reset):
+        """`X` checked and flattened to (n_images, n_values); its shape recorded or compared.
+
+        Sparse, complex, object, empty or non-finite input is refused by scikit-learn's
+        checks; arrays of more than 2 dimensions must then be images.
+        """
+        array = check_array(X, allow_nd=True, dtype="numeric", input_name="X")
+        images = array if array.ndim == 2 else check_images(array)
+        flat = images.reshape(len(images), -1)
+        # Feature names and counts come from a 2-d X itself, from the flat values of images.
+        validate_data(self, X if array.ndim == 2 else flat, reset=reset, skip_check_array=True)
+        if reset:
+            self.image_shape_ = images.shape[1:]
+        elif images.shape[1:] != self.image_shape_:
             raise ValueError(
                 f"Images of shape {images.shape[1:]} were given, but the transformer was fitted "
                 f"on images of shape {self.image_shape_}."
             )
-        flat = images.reshape(len(images), -1)
-        if flat.dtype == np.uint8:
-            return np.multiply(flat, 1 / 255, dtype=self.dtype)
-        return flat.astype(self.dtype, copy=False)
+        return flat
 
-    def _as_images(self, X):
-        if np.ndim(X) == 2:
-            return _check_flat(X)
-        return check_images(X)
-
-
-def _check_flat(X):
-    flat = np.asarray(X)
-    if flat.shape[0] == 0:
-        raise ValueError(f"X holds no images (shape {flat.shape}).")
-    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
-        raise ValueError("X contains NaN or infinite values.")
-    return flat
+    def _output_dtype(self, dtype):
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
 def make_pca(*, variance=0.99, random_state=None):

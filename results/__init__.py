@@ -1,11 +1,14 @@
 """The results store, the study's reference figures, and markdown tables of stored records."""
 
-from .plots import render_plots
-from .reference import STUDY
-from .store import RecordError, ResultStore, atomic_write, record_key
-from .tables import render_report
+import lazy_loader
 
-__all__ = [
-    "STUDY", "RecordError", "ResultStore", "atomic_write", "record_key", "render_plots",
-    "render_report",
-]
+# Names are imported on first use: reading a record does not load matplotlib or pandas.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "plots": ["render_plots"],
+        "reference": ["STUDY"],
+        "store": ["RecordError", "ResultStore", "atomic_write", "record_key"],
+        "tables": ["render_report"],
+    },
+)

@@ -16,6 +16,9 @@ SIZE_KEYS = ("sizes_before", "sizes_after")
 def render_plots(records, out_dir):
     """Write every plot the records allow; return their paths, relative to ``out_dir``.
 
+    Seeds of one method, dataset and profile share a plot: quality per epoch shows one line
+    per seed, cluster sizes show the first seed's run.
+
     Parameters
     ----------
     records : list of dict
@@ -30,19 +33,27 @@ def render_plots(records, out_dir):
     """
     out_dir = Path(out_dir)
     plots = []
-    for record in records:
-        history = record.get("history") or []
-        key = record_key(*(record[name] for name in ("method", "dataset", "profile", "seed")))
-        if history and all(name in history[0] for name in SIZE_KEYS):
+    for (method, dataset, profile), runs in _seeds_of_each_row(records).items():
+        histories = {record["seed"]: record.get("history") or [] for record in runs}
+        key = record_key(method, dataset, profile, "s")
+        first = histories[min(histories)]
+        if first and all(name in first[0] for name in SIZE_KEYS):
             path = Path("plots") / f"{key}-cluster-sizes.png"
-            plot_cluster_sizes(history, out_dir / path, title=record["method"])
-            plots.append((f"{record['method']}: cluster sizes", path.as_posix()))
-        curves = quality_curves(history)
-        if curves:
+            plot_cluster_sizes(first, out_dir / path, title=f"{method}, seed {min(histories)}")
+            plots.append((f"{method}: cluster sizes", path.as_posix()))
+        curves = {seed: quality_curves(history) for seed, history in histories.items()}
+        if any(curves.values()):
             path = Path("plots") / f"{key}-quality.png"
-            plot_curves(curves, out_dir / path, title=record["method"])
-            plots.append((f"{record['method']}: clustering quality per epoch", path.as_posix()))
+            plot_curves(curves, out_dir / path, title=method)
+            plots.append((f"{method}: clustering quality per epoch", path.as_posix()))
     return plots
+
+
+def _seeds_of_each_row(records):
+    rows = {}
+    for record in sorted(records, key=lambda record: record["seed"]):
+        rows.setdefault((record["method"], record["dataset"], record["profile"]), []).append(record)
+    return rows
 
 
 def quality_curves(history):
@@ -70,12 +81,28 @@ def plot_cluster_sizes(history, path, *, title):
 
 
 def plot_curves(curves, path, *, title):
-    """One line per metric over the epochs."""
+    """One line per metric and seed over the epochs; a metric keeps its colour across seeds.
+
+    Parameters
+    ----------
+    curves : dict
+        seed -> {metric name -> per-epoch values}.
+    path : path
+        Where to write the PNG.
+    title : str
+        Title of the plot.
+    """
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for name, values in curves.items():
-        axis.plot(np.arange(1, len(values) + 1), values, marker="o", label=name)
+    colours = {}
+    styles = ["-", "--", ":", "-."]
+    for index, (seed, metrics) in enumerate(curves.items()):
+        for name, values in metrics.items():
+            colour = colours.setdefault(name, f"C{len(colours)}")
+            label = name if len(curves) == 1 else f"{name}, seed {seed}"
+            axis.plot(np.arange(1, len(values) + 1), values, styles[index % len(styles)],
+                      color=colour, marker="o", markersize=3, label=label)
     axis.set(title=title, xlabel="epoch", ylim=(0, 1))
-    axis.legend()
+    axis.legend(fontsize="x-small")
     _save(figure, path)
 
 

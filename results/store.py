@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 KEY_FIELDS = ("method", "dataset", "profile", "seed")
 
@@ -133,15 +132,29 @@ class ResultStore:
 
     def to_frame(self):
         """Every finished record as a DataFrame, one row per record."""
+        import pandas as pd
+
         return pd.DataFrame.from_records(self.records())
 
 
 def _read_record(path):
+    """The record in `path`: a JSON object holding every key field, or a RecordError."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{path} is not a readable record ({exc}); delete it, and a rerun "
-                          "computes that row again.") from exc
+        raise _unreadable(path, exc) from exc
+    if not isinstance(record, dict):
+        raise _unreadable(path, f"it holds {json.dumps(record)[:40]}, not a JSON object of "
+                                f"the key fields {', '.join(KEY_FIELDS)}")
+    missing = [name for name in KEY_FIELDS if name not in record]
+    if missing:
+        raise _unreadable(path, f"it lacks the key field(s) {', '.join(missing)}")
+    return record
+
+
+def _unreadable(path, why):
+    return RecordError(f"{path} is not a readable record ({why}); delete it, and a rerun "
+                       "computes that row again.")
 
 
 def _json_default(value):

@@ -1,6 +1,8 @@
 """Markdown tables of stored records, in the study's layouts, with its figures beside ours."""
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 from tabulate import tabulate
 
 from .reference import STUDY
@@ -45,6 +47,12 @@ TABLES = {
         [("study test top-1", "test_accuracy"), ("study train top-1", "train_accuracy")],
     ),
 }
+# The figure each table ranks its rows by.
+RANKED_BY = {"classical": "test_accuracy", "learned": "test_accuracy", "cnn": "test_accuracy",
+             "clustering": "nmi_test", "deepcluster": "nmi_test", "probe": "test_accuracy"}
+# Two-sided Welch's t-test on the seeds' figures: a row is "tied" with the best when the
+# test cannot tell them apart at this level.
+TIE_LEVEL = 0.05
 # Columns of every table: the images given to fit (a network inside may learn from fewer,
 # see ``max_samples``) and the time it took.
 TRAINING = [("train images", "n_train"), ("fit s", "fit_time")]
@@ -83,7 +91,7 @@ def render_report(frame, *, title="Results", plots=()):
     for table, (heading, ours, study) in TABLES.items():
         rows = frame[frame["table"] == table]
         if not rows.empty:
-            sections.append(f"## {heading}\n\n{_table(rows, ours + TRAINING, study)}")
+            sections.append(f"## {heading}\n\n{_table(rows, ours + TRAINING, study, table)}")
             sections.extend(_best_params(rows))
     if frame["dataset"].map(_on_cifar10).any():
         sections.append(
@@ -91,31 +99,98 @@ def render_report(frame, *, title="Results", plots=()):
             f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every "
             "other figure was measured by this toolkit on the dataset named in the row."
         )
-    sections.append("Figures are means over seeds.")
+    sections.append(
+        "Figures are mean ± standard deviation over the seeds the *seeds* column counts "
+        "(one seed: the figure alone). *vs best* compares each row with the best of its "
+        "table on the same dataset and profile (by test accuracy; by test NMI for "
+        "clustering), by a two-sided Welch's t-test on the seeds' figures: *tied* where "
+        f"p >= {TIE_LEVEL} (the seeds cannot tell the two apart), *below* where p < "
+        f"{TIE_LEVEL}, *untested* where either row has a single seed."
+    )
     sections.extend(_environments(frame))
     if plots:
         sections.append("## Plots\n\n" + "\n\n".join(f"![{name}]({path})" for name, path in plots))
     return "\n\n".join(sections) + "\n"
 
 
-def _table(rows, ours, study):
+def _table(rows, ours, study, table):
     fields = [field for _, field in ours if field in rows]
-    summary = rows.groupby(["method", "dataset", "profile"], sort=False).agg(
-        **{field: (field, "mean") for field in fields}, seeds=("seed", "nunique"),
-        reference=("reference", "first"),
+    groups = rows.groupby(["method", "dataset", "profile"], sort=False)
+    summary = groups.agg(
+        **{f"{field}_mean": (field, "mean") for field in fields},
+        **{f"{field}_std": (field, "std") for field in fields},
+        seeds=("seed", "nunique"), reference=("reference", "first"),
     )
+    verdicts = _versus_best(groups, RANKED_BY[table])
     if not any(_on_cifar10(dataset) for _, dataset, _ in summary.index):
         study = []
     body = []
-    for (method, dataset, profile), row in summary.iterrows():
-        line = [method, dataset, profile, int(row["seeds"])]
-        line += [_number(row.get(field), field) for _, field in ours]
+    for key, row in summary.iterrows():
+        method, dataset, profile = key
+        line = [method, dataset, profile, int(row["seeds"]), verdicts.get(key, "")]
+        line += [_cell(row.get(f"{field}_mean"), row.get(f"{field}_std"), field)
+                 for _, field in ours]
         figures = STUDY.get(row["reference"], {}) if _on_cifar10(dataset) else {}
         line += [_number(figures[field], field) if field in figures else NOT_IN_STUDY
                  for _, field in study]
         body.append(line)
-    headers = ["method", "dataset", "profile", "seeds"] + [h for h, _ in ours + study]
+    headers = ["method", "dataset", "profile", "seeds", "vs best"] + [h for h, _ in ours + study]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _versus_best(groups, field):
+    """Each row's standing against the best row of its dataset and profile, by `field`.
+
+    Returns
+    -------
+    verdicts : dict
+        (method, dataset, profile) -> "best", "tied (p=...)", "below (p=...)" or
+        "untested"; rows without `field` are left out.
+    """
+    if field not in groups.obj:
+        return {}
+    seeds = {key: group[field].dropna().to_numpy() for key, group in groups}
+    seeds = {key: values for key, values in seeds.items() if len(values)}
+    verdicts = {}
+    for (dataset, profile), keys in _by_dataset_and_profile(seeds).items():
+        best = max(keys, key=lambda key: seeds[key].mean())
+        for key in keys:
+            if key == best:
+                verdicts[key] = "best"
+            elif min(len(seeds[key]), len(seeds[best])) < 2:
+                verdicts[key] = "untested"
+            else:
+                p = welch_p_value(seeds[key], seeds[best])
+                verdicts[key] = f"{'tied' if p >= TIE_LEVEL else 'below'} (p={p:.2g})"
+    return verdicts
+
+
+def _by_dataset_and_profile(keys):
+    grouped = {}
+    for key in keys:
+        grouped.setdefault(key[1:], []).append(key)
+    return grouped
+
+
+def welch_p_value(a, b):
+    """Two-sided p-value of Welch's t-test that samples `a` and `b` share a mean.
+
+    Seeds that all give the same figure have no spread: the test then says 1 where the
+    two figures are equal and 0 where they differ.
+
+    Parameters
+    ----------
+    a, b : array-like of shape (n_seeds,)
+        A figure of two methods, one per seed; at least 2 seeds each.
+
+    Returns
+    -------
+    p : float
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.var() == 0 and b.var() == 0:
+        return float(a.mean() == b.mean())
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _best_params(rows):
@@ -130,7 +205,7 @@ def _best_params(rows):
 
 
 def _environments(frame):
-    """A list of the machines and software the records were measured with, if recorded."""
+    """A list of the machines, software and commits the records were measured with."""
     if "environment" not in frame:
         return []
     counts = frame["environment"].dropna().map(describe_environment).value_counts(sort=False)
@@ -139,17 +214,41 @@ def _environments(frame):
 
 
 def describe_environment(environment):
-    """One line naming a record's accelerator, CPU count and package versions."""
+    """One line naming a record's machine, package versions and commit.
+
+    The machine: CPU model, logical cores, the instruction set torch's CPU kernels use and
+    whether bfloat16 is native there, and the GPU, if any.
+    """
+    cpu = environment.get("cpu", "CPU model not recorded")
+    if "cpu_capability" in environment:
+        native = "native" if environment.get("cpu_bfloat16") else "no native"
+        cpu += f" ({environment['cpu_capability']}, {native} bfloat16)"
     accelerator = environment.get("accelerator", "accelerator not recorded") or "no GPU"
-    versions = ", ".join(f"{name} {environment[name]}"
-                         for name in ("torch", "scikit-learn") if environment.get(name))
-    return f"{accelerator}, {environment['cpus']} CPUs, Python {environment['python']}, {versions}"
+    versions = [f"{name} {environment[name]}"
+                for name in ("torch", "scikit-learn") if environment.get(name)]
+    commit = environment.get("commit")
+    # a short hash, and "+changes" where the code differed from it
+    commit = f"commit {commit[:12]}{commit[40:]}" if commit else "commit not recorded"
+    return ", ".join([cpu, f"{environment['cpus']} CPUs", accelerator,
+                      f"Python {environment['python']}", *versions, commit])
+
+
+def _cell(mean, std, field):
+    """``mean ± std`` over seeds, both to the mean's decimals, or the mean alone (one seed)."""
+    text = _number(mean, field)
+    if not text or std is None or pd.isna(std):
+        return text
+    return f"{text} ± {std:.{_decimals(mean, field)}f}"
 
 
 def _number(value, field):
     """A table cell: counts whole, scores (at most 1) to 4 decimals, seconds to 1 or 0."""
     if value is None or pd.isna(value):
         return ""
+    return f"{value:.{_decimals(value, field)}f}"
+
+
+def _decimals(value, field):
     if field in COUNT_FIELDS or abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.4f}" if abs(value) <= 1 else f"{value:.1f}"
+        return 0
+    return 4 if abs(value) <= 1 else 1

@@ -1,38 +1,20 @@
 """Hyper-parameter search: the study's search spaces, a genetic tuner, shared-work
 estimators that make exhaustive grids affordable, and joblib backends (local or Dask)."""
 
-from .backends import BACKENDS, parallel_backend
-from .genetic import FloatRange, GASearchCV, IntRange
-from .grids import SEARCH_SPACES, search_space
-from .splits import SubsetKFold
-from .structured import (
-    FitStats,
-    SharedForestClassifier,
-    SharedLogisticRegression,
-    SharedNeighborsClassifier,
-    SharedSVC,
-    clear_cache,
-    count_fits,
-    set_cache_limit,
-    structured,
-)
+import lazy_loader
 
-__all__ = [
-    "BACKENDS",
-    "SEARCH_SPACES",
-    "FitStats",
-    "FloatRange",
-    "GASearchCV",
-    "IntRange",
-    "SharedForestClassifier",
-    "SharedLogisticRegression",
-    "SharedNeighborsClassifier",
-    "SharedSVC",
-    "SubsetKFold",
-    "clear_cache",
-    "count_fits",
-    "parallel_backend",
-    "search_space",
-    "set_cache_limit",
-    "structured",
-]
+# Names are imported on first use: choosing a backend does not load scikit-learn.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "backends": ["BACKENDS", "SchedulerError", "parallel_backend"],
+        "genetic": ["FloatRange", "GASearchCV", "IntRange"],
+        "grids": ["SEARCH_SPACES", "search_space"],
+        "splits": ["SubsetKFold"],
+        "structured": [
+            "FitStats", "SharedForestClassifier", "SharedLogisticRegression",
+            "SharedNeighborsClassifier", "SharedSVC", "clear_cache", "count_fits",
+            "set_cache_limit", "structured",
+        ],
+    },
+)

@@ -1,4 +1,9 @@
+import io
+import os
 import pickle
+import re
+import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -275,3 +280,124 @@ def test_a_stray_image_beside_class_folders_is_named(tmp_path):
     for loader in (load_dataset, datasets.load_images):
         with pytest.raises(DataError, match="'stray.png' and .* sit at different depths"):
             loader(tree, cache_dir=tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- links, names, caches
+
+
+def test_a_class_folder_that_is_a_link_counts_as_the_folder(tmp_path):
+    files = class_images(np.random.default_rng(0), 4)
+    real = load(write_tree(tmp_path / "real", files), tmp_path)
+    linked = write_tree(tmp_path / "linked", {k: v for k, v in files.items() if "frog" not in k})
+    elsewhere = write_tree(tmp_path / "elsewhere", {k: v for k, v in files.items() if "frog" in k})
+    (linked / "frog").symlink_to(elsewhere / "frog", target_is_directory=True)
+    dataset = load(linked, tmp_path)
+    assert dataset.classes == ("cat", "dog", "frog")
+    assert np.array_equal(dataset.X_train, real.X_train)
+    assert dataset.files == real.files
+    # the cache sees the linked images: one added there is decoded, not missed
+    write_tree(elsewhere, {"frog/new.png": np.zeros((8, 8, 3), np.uint8)})
+    grown = load(linked, tmp_path)
+    assert len(grown.X_train) + len(grown.X_test) == 13
+
+
+def test_hard_and_symbolic_links_in_a_tar_count_as_their_files(split_tree, tmp_path):
+    os.link(split_tree / "train/cat/000.png", split_tree / "train/cat/hard.png")
+    (split_tree / "train/dog/soft.png").symlink_to("000.png")
+    folder = load(split_tree, tmp_path)
+    archive = pack(split_tree, tmp_path / "shapes.tar")
+    with tarfile.open(archive) as members:
+        assert {m.name.rsplit("/", 1)[-1] for m in members if m.islnk() or m.issym()} == {
+            "hard.png", "soft.png"}
+    from_tar = load(archive, tmp_path)
+    assert len(folder.X_train) == len(from_tar.X_train) == 20
+    assert np.array_equal(folder.X_train, from_tar.X_train)
+
+
+@pytest.mark.parametrize("name, target", [
+    ("train/cat/escape.png", "../../../../outside.png"),
+    ("train/cat/absolute.png", "/etc/hostname"),
+])
+def test_a_tar_link_that_leads_outside_the_archive_is_named(split_tree, tmp_path, name, target):
+    archive = pack(split_tree, tmp_path / "shapes.tar")
+    with tarfile.open(archive, "a") as members:
+        link = tarfile.TarInfo(f"shapes/{name}")
+        link.type, link.linkname = tarfile.SYMTYPE, target
+        members.addfile(link)
+    for skip_bad in (False, True):
+        with pytest.raises(DataError, match=f"Member 'shapes/{name}' .* outside the archive"):
+            load(archive, tmp_path, skip_bad=skip_bad)
+
+
+def make_bad_link(tree, kind):
+    """Add a link to `tree` that cannot be read; return its relative name."""
+    link = tree / "train" / "cat" / kind
+    if kind == "dangling.png":
+        link.symlink_to("nowhere.png")
+    elif kind == "loop.png":
+        link.symlink_to("loop.png")
+    else:
+        link.symlink_to("..", target_is_directory=True)
+    return f"train/cat/{kind}"
+
+
+@pytest.mark.parametrize("kind", ["dangling.png", "loop.png", "up"])
+def test_a_bad_link_is_named_or_skipped_the_same_with_a_warm_cache(split_tree, tmp_path, kind):
+    load(split_tree, tmp_path)  # a warm cache of the tree without the link
+    load(split_tree, tmp_path, skip_bad=True)
+    name = make_bad_link(split_tree, kind)
+    for _ in range(2):  # cold, then warm
+        with pytest.raises(DataError, match=f"{name} is a symbolic link to .*--skip-bad"):
+            load(split_tree, tmp_path)
+        skipped = load(split_tree, tmp_path, skip_bad=True).skipped
+        assert len(skipped) == 1 and skipped[0].startswith(f"{name} is a symbolic link to ")
+
+
+def test_a_dot_names_the_dataset_after_its_folder(tmp_path, monkeypatch):
+    tree = write_tree(tmp_path / "pets", class_images(np.random.default_rng(0), 4))
+    monkeypatch.chdir(tree)
+    assert load(".", tmp_path).name == "pets"
+    monkeypatch.chdir(tree / "cat")
+    assert load("..", tmp_path).name == "pets"
+
+
+def test_an_unreadable_cache_entry_is_decoded_again_with_a_warning(split_tree, tmp_path, caplog):
+    first = load(split_tree, tmp_path)
+    (entry,) = (tmp_path / "cache").iterdir()
+    entry.write_bytes(entry.read_bytes()[:200])  # truncated, as by a full disk
+    with caplog.at_level("WARNING", logger="benchmark"):
+        again = load(split_tree, tmp_path)
+    assert np.array_equal(again.X_train, first.X_train)
+    assert f"decoding cache {entry} cannot be read" in caplog.text
+    with np.load(entry) as rewritten:
+        assert rewritten["images"].shape == (24, 8, 8, 3)
+
+
+@pytest.mark.parametrize("suffix, member", [
+    (".tar", "/abs/train/cat/000.png"),
+    (".zip", "/abs/train/cat/000.png"),
+    (".zip", "shapes/../../train/cat/000.png"),
+])
+def test_an_archive_member_outside_the_archive_is_named(split_tree, tmp_path, suffix, member):
+    archive = pack(split_tree, tmp_path / f"shapes{suffix}")
+    data = png_bytes(np.zeros((8, 8, 3), np.uint8))
+    if suffix == ".zip":
+        with zipfile.ZipFile(archive, "a") as members:
+            members.writestr(zipfile.ZipInfo(member), data)
+    else:
+        with tarfile.open(archive, "a") as members:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            members.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match=f"Member '{re.escape(member)}' of .* outside the archive"):
+        load(archive, tmp_path)
+
+
+def test_a_limit_that_leaves_a_class_out_is_refused_naming_the_smallest(tmp_path):
+    with pytest.raises(DataError, match=r"limit \(--limit\) of 5 training images is too small "
+                                        r"for digits.*at least 42"):
+        load_dataset("digits", limit=5)
+    with pytest.raises(DataError, match="at least 42"):
+        load_dataset("digits", limit=41)
+    smallest = load_dataset("digits", limit=42)
+    assert len(np.unique(smallest.y_train)) == len(np.unique(smallest.y_test)) == 10

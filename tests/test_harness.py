@@ -1,10 +1,14 @@
 
+import logging
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 
-from benchmark import cli, harness, load_dataset, run_method
+from benchmark import cli, datasets, harness, load_dataset, run_method
 from benchmark.datasets import DataError, Dataset
 from benchmark.registry import METHODS, PROBE_PENALTIES
 from features import ImageFlattener
@@ -96,6 +100,15 @@ def test_image_flattener_scales_and_refuses_bad_shapes_and_nans():
         ImageFlattener().fit(wide)
 
 
+def test_image_flattener_passes_scikit_learn_checks_and_keeps_float_dtypes():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(ImageFlattener(), on_skip=None)
+    for dtype in (np.float32, np.float64):
+        assert ImageFlattener().fit_transform(np.zeros((2, 3, 3), dtype)).dtype == dtype
+    assert ImageFlattener(dtype="float32").fit_transform(np.zeros((2, 4))).dtype == np.float32
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -171,18 +184,35 @@ def test_argparse_errors_exit_2_and_name_the_option(capsys, args, message):
 
 def test_a_method_named_twice_runs_once(tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(cli, "run_method", lambda method, *a, **k: ran.append(method.name)
+    monkeypatch.setattr(harness, "run_method", lambda method, *a, **k: ran.append(method.name)
                         or fake_record(method, *a, **k))
     assert run_cli("run", "--methods", "knn, logreg,knn", "--profile", "smoke",
                    "--out", str(tmp_path)) == 0
     assert ran == ["knn", "logreg"]
 
 
-def test_an_out_path_that_is_a_file_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("should not run"))
+@pytest.mark.parametrize("out", ["afile", "afile/run"])
+def test_an_out_path_that_is_a_file_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys,
+                                                                    out):
+    monkeypatch.setattr(harness, "run_method", lambda *a, **k: pytest.fail("should not run"))
     (tmp_path / "afile").write_text("")
-    assert run_cli("run", "--methods", "knn", "--out", str(tmp_path / "afile")) == 2
-    assert "is a file; give a folder" in capsys.readouterr().err
+    assert run_cli("run", "--methods", "knn", "--out", str(tmp_path / out)) == 2
+    assert f"{tmp_path / 'afile'} is a file; give a folder" in capsys.readouterr().err
+
+
+def test_a_run_folder_inside_the_dataset_folder_is_refused_before_anything_runs(
+        tmp_path, monkeypatch, capsys):
+    from conftest import class_images, write_tree
+
+    monkeypatch.setattr(harness, "run_method", lambda *a, **k: pytest.fail("should not run"))
+    pets = write_tree(tmp_path / "pets", class_images(np.random.default_rng(0), 4)).resolve()
+    monkeypatch.chdir(pets)
+    assert run_cli("run", "--methods", "knn", "--dataset", ".", "--profile", "smoke",
+                   "--cache-dir", str(tmp_path / "cache")) == 2
+    err = capsys.readouterr().err
+    assert f"Run folder runs/pets-smoke lies inside the dataset folder {pets}" in err
+    assert "Pass --out DIR outside it" in err
+    assert sorted(path.name for path in pets.iterdir()) == ["cat", "dog", "frog"]
 
 
 def test_supervised_methods_refuse_a_single_class_before_anything_runs(tmp_path, capsys):
@@ -193,21 +223,28 @@ def test_supervised_methods_refuse_a_single_class_before_anything_runs(tmp_path,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_corrupt_record_is_named_and_exits_2(tmp_path, capsys):
+@pytest.mark.parametrize("text, why", [
+    ('{"method": "kn', "(Unterminated string"),
+    ("null", "(it holds null, not a JSON object of the key fields"),
+    ("[1, 2, 3]", "(it holds [1, 2, 3], not a JSON object of the key fields"),
+    ('{"hello": 1}', "(it lacks the key field(s) method, dataset, profile, seed)"),
+])
+def test_a_corrupt_record_is_named_and_exits_2(tmp_path, capsys, text, why):
     store = ResultStore(tmp_path)
     store.write({"method": "knn", "dataset": "digits", "profile": "smoke", "seed": 0})
-    store.path("knn", "digits", "smoke", 0).write_text('{"method": "kn')
+    store.path("knn", "digits", "smoke", 0).write_text(text)
     for args in (["report", str(tmp_path)],
                  ["run", "--methods", "knn", "--profile", "smoke", "--out", str(tmp_path)]):
         assert run_cli(*args) == 2
-        assert "knn__digits__smoke__seed0.json is not a readable record" in capsys.readouterr().err
+        assert f"knn__digits__smoke__seed0.json is not a readable record {why}" in (
+            capsys.readouterr().err)
 
 
 def test_ctrl_c_while_loading_exits_130_without_a_traceback(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_dataset", interrupted)
+    monkeypatch.setattr(datasets, "load_dataset", interrupted)
     assert run_cli("run", "--methods", "knn") == 130
     assert capsys.readouterr().err.strip() == "interrupted."
 
@@ -219,7 +256,7 @@ def fake_record(method, dataset, *, profile, seed=0, **kwargs):
 
 
 def test_run_all_prints_a_row_per_registered_method(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_method", fake_record)
+    monkeypatch.setattr(harness, "run_method", fake_record)
     assert run_cli("run", "--all", "--profile", "smoke", "--out", str(tmp_path)) == 0
     out = capsys.readouterr().out
     for name in METHODS:
@@ -253,7 +290,7 @@ def test_interrupted_run_resumes_with_the_unfinished_methods(tmp_path, monkeypat
         calls.append(method.name)
         return real_run_method(method, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "run_method", interrupted_after_first)
+    monkeypatch.setattr(harness, "run_method", interrupted_after_first)
     args = ("run", "--methods", "knn,logreg,kmeans", "--profile", "smoke", "--out", str(tmp_path))
     with pytest.raises(SystemExit) as stop:
         run_cli(*args)
@@ -266,7 +303,7 @@ def test_interrupted_run_resumes_with_the_unfinished_methods(tmp_path, monkeypat
         resumed.append(method.name)
         return real_run_method(method, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "run_method", counting)
+    monkeypatch.setattr(harness, "run_method", counting)
     assert run_cli(*args) == 0
     assert resumed == ["logreg", "kmeans"]
     assert run_cli(*args, "--force") == 0
@@ -304,9 +341,9 @@ def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, ca
             raise RuntimeError("solver exploded")
         return real_run_method(method, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "run_method", logreg_breaks)
+    monkeypatch.setattr(harness, "run_method", logreg_breaks)
     assert run_cli("run", "--methods", "knn,logreg", "--profile", "smoke", "--out", str(tmp_path)) == 1
-    assert "logreg failed: RuntimeError: solver exploded" in capsys.readouterr().err
+    assert "logreg (seed 0) failed: RuntimeError: solver exploded" in capsys.readouterr().err
     assert ResultStore(tmp_path).has("knn", "digits", "smoke", 0)
     assert not ResultStore(tmp_path).has("logreg", "digits", "smoke", 0)
 
@@ -314,8 +351,9 @@ def test_a_failing_method_keeps_the_others_and_exits_1(tmp_path, monkeypatch, ca
 def test_run_all_on_unlabelled_images_runs_only_clustering(tmp_path, monkeypatch, capsys):
     from conftest import write_tree
 
-    monkeypatch.setattr(cli, "run_method", lambda method, *args, **kwargs: (
-        harness.run_method(method, *args, **kwargs) if method.name in ("kmeans", "svm")
+    real_run_method = harness.run_method
+    monkeypatch.setattr(harness, "run_method", lambda method, *args, **kwargs: (
+        real_run_method(method, *args, **kwargs) if method.name in ("kmeans", "svm")
         else fake_record(method, *args, **kwargs)))
 
     rng = np.random.default_rng(0)
@@ -347,7 +385,8 @@ def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
     row = next(line for line in table.splitlines() if line.startswith("| logreg"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[:4] == ["logreg", "cifar10", "quick", "2"]
-    assert "0.4100" in cells and "0.3930" in cells  # our mean over two seeds, the study's
+    # our mean and spread over two seeds, the study's figure
+    assert "0.4100 ± 0.0141" in cells and "0.3930" in cells and "12.0 ± 0.0" in cells
     assert "study test acc" in table
     # the study's figures are on CIFAR-10: a report on other data shows none
     store.write({"method": "logreg", "dataset": "digits", "profile": "quick", "seed": 0,
@@ -358,17 +397,23 @@ def test_report_renders_the_study_figure_beside_ours(tmp_path, capsys):
 
 def test_report_names_the_machines_the_records_were_measured_on(tmp_path):
     store = ResultStore(tmp_path)
-    gpu = {"python": "3.12.3", "cpus": 16, "accelerator": "NVIDIA H200", "torch": "2.11.0",
-           "scikit-learn": "1.9.1"}
-    cpu = {**gpu, "cpus": 2, "accelerator": None, "torch": "2.14.1"}
-    for method, environment in [("knn", cpu), ("svm", gpu), ("rf", gpu)]:
+    gpu = {"cpu": "AMD EPYC 9654", "cpus": 16, "cpu_capability": "AVX512", "cpu_bfloat16": True,
+           "accelerator": "NVIDIA H200", "python": "3.12.3", "torch": "2.11.0",
+           "scikit-learn": "1.9.1", "commit": "0123456789abcdef0123456789abcdef01234567"}
+    cpu = {**gpu, "cpu": "Intel Xeon", "cpus": 2, "cpu_bfloat16": False, "accelerator": None,
+           "torch": "2.14.1", "commit": "fedcba9876543210fedcba9876543210fedcba98+changes"}
+    old = {"python": "3.11.7", "cpus": 2, "accelerator": None}  # before machines were named
+    for method, environment in [("knn", cpu), ("svm", gpu), ("rf", gpu), ("logreg", old)]:
         store.write({"method": method, "dataset": "digits", "profile": "quick", "seed": 0,
                      "table": "classical", "reference": None, "test_accuracy": 0.9,
                      "environment": environment})
     report = render_report(store.to_frame())
-    assert ("- NVIDIA H200, 16 CPUs, Python 3.12.3, torch 2.11.0, scikit-learn 1.9.1: "
-            "2 records") in report
-    assert "- no GPU, 2 CPUs, Python 3.12.3, torch 2.14.1, scikit-learn 1.9.1: 1 record" in report
+    assert ("- AMD EPYC 9654 (AVX512, native bfloat16), 16 CPUs, NVIDIA H200, Python 3.12.3, "
+            "torch 2.11.0, scikit-learn 1.9.1, commit 0123456789ab: 2 records") in report
+    assert ("- Intel Xeon (AVX512, no native bfloat16), 2 CPUs, no GPU, Python 3.12.3, "
+            "torch 2.14.1, scikit-learn 1.9.1, commit fedcba987654+changes: 1 record") in report
+    assert ("- CPU model not recorded, 2 CPUs, no GPU, Python 3.11.7, commit not recorded: "
+            "1 record") in report
 
 
 def test_report_opens_with_the_folder_notes_and_shows_a_perfect_score_in_full(tmp_path, capsys):
@@ -407,7 +452,7 @@ def test_tuned_rows_run_through_the_cli_and_record_their_search(tmp_path, capsys
     assert f"- knn-grid (digits): `{grid['best_params']}`" in report
 
 
-def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, caplog):
     from estimators.cnn import TorchCNNClassifier
 
     real_run_epoch = TorchCNNClassifier.run_epoch
@@ -427,10 +472,16 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatc
         run_cli(*args)
     assert epochs_run == [0, 1, 2]
     assert list((tmp_path / "checkpoints").rglob("checkpoint.pt"))
-    assert run_cli(*args) == 0
+    with caplog.at_level(logging.INFO):
+        assert run_cli(*args) == 0
     assert epochs_run == [0, 1, 2, 2, 3]
-    assert ResultStore(tmp_path).read("cnn-fast", "digits", "smoke", 0)["n_train"] == 256
+    record = ResultStore(tmp_path).read("cnn-fast", "digits", "smoke", 0)
+    assert record["n_train"] == 256
     assert not (tmp_path / "checkpoints").exists()
+    # the epochs before the kill count in the fit time, and the resume is said, in a log too
+    assert record["resumed_epochs"] == 2
+    assert record["fit_time"] >= sum(epoch["seconds"] for epoch in record["history"])
+    assert "TorchCNNClassifier: resumed after epoch 2 of 4" in caplog.text
 
 
 def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
@@ -526,3 +577,94 @@ def test_benchmark_scripts_refuse_unknown_names_and_data(tmp_path, capsys, scrip
         main([*args, "--out", str(tmp_path / "report.md")])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_seeds_give_one_record_each_a_spread_and_resume_seed_by_seed(tmp_path, monkeypatch):
+    real_run_method = harness.run_method
+    ran = []
+
+    def killed_during_seed_1(method, dataset, **kwargs):
+        ran.append((method.name, kwargs["seed"]))
+        if ran == [("kmeans", 0), ("uic-fast-rgb", 0), ("kmeans", 1), ("uic-fast-rgb", 1)]:
+            raise KeyboardInterrupt
+        return real_run_method(method, dataset, **kwargs)
+
+    monkeypatch.setattr(harness, "run_method", killed_during_seed_1)
+    args = ("run", "--methods", "kmeans,uic-fast-rgb", "--seeds", "0,1,2", "--profile", "smoke",
+            "--out", str(tmp_path))
+    with pytest.raises(SystemExit):
+        run_cli(*args)
+    store = ResultStore(tmp_path)
+    assert len(store.records()) == 3
+    ran.clear()
+    assert run_cli(*args) == 0
+    assert ran == [("uic-fast-rgb", 1), ("kmeans", 2), ("uic-fast-rgb", 2)]
+    records = store.records()
+    assert sorted((r["method"], r["seed"]) for r in records) == [
+        (name, seed) for name in ("kmeans", "uic-fast-rgb") for seed in (0, 1, 2)]
+    nmi = {seed: r["nmi_test"] for r in records if r["method"] == "kmeans" for seed in [r["seed"]]}
+    assert len(set(nmi.values())) > 1  # the seeds differ, so there is a spread to show
+    report = (tmp_path / "results.md").read_text()
+    mean, std = np.mean(list(nmi.values())), np.std(list(nmi.values()), ddof=1)
+    kmeans_line = next(line for line in report.splitlines() if line.startswith("| kmeans "))
+    assert f"{mean:.4f} ± {std:.4f}" in kmeans_line
+    assert kmeans_line.split("|")[4].strip() == "3"
+
+
+def test_seed_and_seeds_are_exclusive_and_seeds_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("run", "--methods", "knn", "--seed", "1", "--seeds", "0,1")
+    with pytest.raises(SystemExit):
+        run_cli("run", "--methods", "knn", "--seeds", "0,-1")
+    assert "expected an integer from 0" in capsys.readouterr().err
+
+
+def _record(method, seed, nmi, table="clustering", dataset="digits"):
+    return {"method": method, "dataset": dataset, "profile": "quick", "seed": seed,
+            "table": table, "reference": None, "nmi_test": nmi}
+
+
+def test_report_marks_the_best_row_and_those_the_seeds_cannot_tell_from_it():
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records([
+        *(_record("a", seed, nmi) for seed, nmi in enumerate([0.80, 0.82, 0.84])),
+        *(_record("b", seed, nmi) for seed, nmi in enumerate([0.70, 0.90, 0.80])),
+        *(_record("c", seed, nmi) for seed, nmi in enumerate([0.10, 0.11, 0.12])),
+        _record("d", 0, 0.5),
+    ])
+    lines = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[1:-1]]
+             for line in render_report(frame).splitlines() if line.startswith("| ")}
+    assert lines["a"][4] == "best" and lines["a"][5] == "0.8200 ± 0.0200"
+    # b: the same mean as a's minus 0.02, but spread wide
+    assert lines["b"][4].startswith("tied (p=")
+    assert lines["c"][4].startswith("below (p=")
+    assert lines["d"][4] == "untested" and lines["d"][5] == "0.5000"
+
+
+def test_welch_p_value_matches_a_hand_computation():
+    from results.tables import welch_p_value
+
+    # t = (2 - 5) / sqrt(1/3 + 1/3) = -3.674, with 4 degrees of freedom: p = 0.02131
+    assert welch_p_value([1, 2, 3], [4, 5, 6]) == pytest.approx(0.02131, abs=1e-5)
+    assert welch_p_value([1, 1], [1, 1]) == 1.0
+    assert welch_p_value([1, 1], [2, 2]) == 0.0
+
+
+def test_a_record_names_the_machine_and_the_commit(digits):
+    record = run_method(METHODS["knn"], digits, profile="smoke", seed=0)
+    environment = record["environment"]
+    assert environment["cpu"] and environment["cpus"] >= 1
+    assert environment["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "VSX", "ZVECTOR", "SVE256"}
+    assert isinstance(environment["cpu_bfloat16"], bool)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if commit:  # a git checkout
+        assert environment["commit"].split("+")[0] == commit
+
+
+def test_listing_methods_loads_neither_torch_nor_scikit_learn():
+    code = ("import sys; from benchmark.cli import main; main(['list']); "
+            "print(sorted({'torch', 'sklearn'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "uic-fast-rgb" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
