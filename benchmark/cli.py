@@ -17,7 +17,9 @@ from .registry import (
     PROFILES,
     UnknownNameError,
     check_profile,
+    describe_method,
     get_methods,
+    in_borrowing_order,
     unknown_name_message,
 )
 
@@ -55,6 +57,11 @@ def _parser():
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     listing = commands.add_parser("list", help="list methods, datasets and profiles")
+    listing.add_argument("--show", metavar="NAME",
+                         help="print what method NAME runs: its estimator with every parameter, "
+                              "its training limit and the row whose network it borrows")
+    listing.add_argument("--profile", default="quick",
+                         help=f"with --show: one of {', '.join(PROFILES)} (default quick)")
     listing.set_defaults(command=list_command)
 
     run = commands.add_parser("run", help="run methods on a dataset and record the results")
@@ -167,7 +174,12 @@ def _image_size(text):
 
 
 def list_command(args):
-    """Print methods, datasets and profiles, one line each."""
+    """Print methods, datasets and profiles, one line each; or, with --show, one method."""
+    if args.show is not None:
+        check_profile(args.profile)
+        (method,) = get_methods([args.show])
+        print(describe_method(method, args.profile))
+        return 0
     width = max(map(len, [*METHODS, *DATASET_HELP, *PROFILES]))
     print("methods:")
     for name, method in METHODS.items():
@@ -225,10 +237,11 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
     """Run the unfinished methods, writing each record as it comes; return the failures.
 
     Rows run seed by seed: every method at the first seed, then at the next. Here, rows
-    run one after another, and a probe or learned-feature row borrows the network an
-    earlier row just trained on the same images with the same settings and seed. On a
-    Dask cluster, rows run side by side on its workers (each trains what it needs):
-    results are written in the order they finish.
+    run one after another, each right after the row it borrows a network from (its
+    ``borrows``, see :func:`~benchmark.registry.in_borrowing_order`), and takes the network
+    that row just trained where it would train it the same way: same class, settings,
+    seed and images. On a Dask cluster, rows run side by side on its workers (each
+    trains what it needs): results are written in the order they finish.
     """
     from joblib import Parallel, delayed
 
@@ -236,7 +249,7 @@ def _run_all(methods, dataset, store, args, *, on_cluster=False):
 
     jobs = []  # (method, seed, its checkpoint folder) of each row still to run
     for seed in run_seeds(args):
-        for method in methods:
+        for method in in_borrowing_order(methods):
             key = (method.name, dataset.name, args.profile, seed)
             if store.has(*key) and not args.force:
                 log.info("%s, seed %d: finished earlier, kept (--force recomputes)",

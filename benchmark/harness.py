@@ -203,8 +203,8 @@ class BackboneCache:
     Parameters
     ----------
     size : int, default=2
-        How many fitted estimators to keep; a run registers each probe right after the
-        method it probes.
+        How many fitted estimators to keep; a run puts each row that borrows a network
+        right after the row it borrows from (`benchmark.registry.in_borrowing_order`).
     """
 
     def __init__(self, size=2):

@@ -1,5 +1,7 @@
 """Markdown tables of stored records, in the study's layouts, with its figures beside ours."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -190,7 +192,10 @@ def welch_p_value(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.var() == 0 and b.var() == 0:
         return float(a.mean() == b.mean())
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        # nearly equal figures lose precision in the variance; the p-value is then ~1 anyway
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _best_params(rows):
@@ -234,9 +239,10 @@ def describe_environment(environment):
 
 
 def _cell(mean, std, field):
-    """``mean ± std`` over seeds, both to the mean's decimals, or the mean alone (one seed)."""
+    """``mean ± std`` over seeds, both to the mean's decimals, or the mean alone (one seed,
+    or a count that every seed gave alike)."""
     text = _number(mean, field)
-    if not text or std is None or pd.isna(std):
+    if not text or std is None or pd.isna(std) or (field in COUNT_FIELDS and std == 0):
         return text
     return f"{text} ± {std:.{_decimals(mean, field)}f}"
 

@@ -13,10 +13,9 @@ from operator import attrgetter
 
 import numpy as np
 from deap import base, creator, tools
-from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 
+from ._sklearn_compat import BaseSearchCV, Interval
 from .structured import model_key
 
 __all__ = ["FloatRange", "GASearchCV", "IntRange"]

@@ -5,7 +5,8 @@ from numbers import Integral
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _num_samples
+
+from ._sklearn_compat import _num_samples
 
 __all__ = ["SubsetKFold"]
 

@@ -43,14 +43,13 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
-from sklearn.neighbors._base import _get_weights
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.utils import get_tags
-from sklearn.utils.arrayfuncs import _all_with_any_reduction_axis_1
 from sklearn.utils.extmath import weighted_mode
-from sklearn.utils.fixes import _mode
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._sklearn_compat import _all_with_any_reduction_axis_1, _get_weights, _mode, _num_samples
 
 __all__ = [
     "FitStats",
@@ -308,7 +307,9 @@ class _SharedFitMixin:
     """Fit once per cache key; equal keys take the cached fitted state.
 
     A subclass writes ``_share_key(X, y, sample_weight)``, returning None
-    where the fit cannot be shared.
+    where the fit cannot be shared, and ``_irrelevant_params()``: the parameters
+    that cannot change the fitted model, which both its cache key and
+    :func:`model_key` leave out.
     """
 
     def fit(self, X, y, sample_weight=None):
@@ -446,9 +447,14 @@ class SharedForestClassifier(RandomForestClassifier):
         if not seeded or preset or self.warm_start or self.oob_score:
             return None
         split, leaf = self._min_samples(_num_samples(X))
-        ignore = ("n_estimators", "n_jobs", "verbose")
+        # a forest of fewer trees is a prefix of the one grown for the largest
+        ignore = ("n_estimators", *self._irrelevant_params())
         params = _params_key(self, ignore, min_samples_split=split, min_samples_leaf=leaf)
         return params, _data_key(X, y, sample_weight)
+
+    def _irrelevant_params(self):
+        """Parameters that cannot change the forest: parallelism and logging."""
+        return ("n_jobs", "verbose")
 
     def _min_samples(self, n_samples):
         """(min_samples_split, min_samples_leaf) as the tree builder reads them.
@@ -703,10 +709,16 @@ class SharedLogisticRegression(_SharedFitMixin, LogisticRegression):
         drawn = self.solver in _RANDOM_SOLVERS
         if self.warm_start or (drawn and not isinstance(self.random_state, Integral)):
             return None
-        # penalty=None is deprecated but still honoured by scikit-learn 1.9.
-        C = 1.0 if self.penalty is None else self.C
-        params = _params_key(self, ("max_iter", "verbose", "n_jobs"), C=C)
+        # a fit that stopped before max_iter is the fit of every larger max_iter
+        params = _params_key(self, ("max_iter", *self._irrelevant_params()))
         return params, _data_key(X, y, sample_weight)
+
+    def _irrelevant_params(self):
+        """Parameters that cannot change the fit: logging, parallelism, and C without a
+        penalty."""
+        # penalty=None is deprecated but still honoured by scikit-learn 1.9.
+        unused = ("C",) if self.penalty is None else ()
+        return ("verbose", "n_jobs", *unused)
 
     def _cached_state(self, key):
         exact = _MEMO.get((key, self.max_iter))
@@ -789,11 +801,13 @@ def model_key(estimator, params):
     """What of `params` can change the model `estimator` fits, as a hashable key.
 
     Two parameter sets with equal keys fit the same model on any data, so a
-    search that has scored one need not score the other: the keys drop kNN's
-    `algorithm`, `leaf_size` and `n_jobs` and an SVC's `verbose`,
-    `cache_size` and the kernel parameters its kernel does not read. Only the
-    shared twins (:func:`structured`) are read this way; for any other
-    estimator the key is the parameters themselves.
+    search that has scored one need not score the other: the keys drop what
+    each shared twin's ``_irrelevant_params`` names, the parameters its fit
+    cache ignores too (kNN's `algorithm`, `leaf_size` and `n_jobs`; an SVC's
+    `verbose`, `cache_size` and the kernel parameters its kernel does not
+    read; a logistic regression's `C` without a penalty; everyone's logging
+    and parallelism). Only the shared twins (:func:`structured`) are read this
+    way; for any other estimator the key is the parameters themselves.
 
     Parameters
     ----------

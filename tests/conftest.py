@@ -6,9 +6,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from estimators import Callback
+
 CIFAR10_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# A torch estimator small enough to train in a second on the CPU.
+TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
+
+
+def assert_same_weights(first, second):
+    """Two state dicts hold the same tensors, bit for bit."""
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
+
+
+class CrashAfter(Callback):
+    """A training callback that raises once `n_epochs` epochs are done, as a crash would."""
+
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_end(self, estimator):
+        if len(estimator.history_) == self.n_epochs:
+            raise RuntimeError("simulated crash")
 
 
 def png_bytes(array):

@@ -183,6 +183,7 @@ def test_rerun_reads_the_cache_keyed_by_content(split_tree, tmp_path, monkeypatc
         load(pack(split_tree, tmp_path / "changed.tar"), tmp_path)
 
 
+@pytest.mark.slow
 def test_full_cifar10_copy_decodes_to_the_official_split(tmp_path):
     from conftest import CIFAR10_ARCHIVE
 

@@ -1,4 +1,4 @@
-"""Tests of DeepCluster (k-means pseudo-labels) and of the deep-feature transformer.
+"""Tests of DeepCluster (k-means pseudo-labels).
 
 Every fit is tiny (narrow networks, a few epochs, 8x8 digits), so the whole file runs in
 well under a minute on two CPU cores.
@@ -9,39 +9,31 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.base import clone, is_clusterer
+from sklearn.base import is_clusterer
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
-from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score
-from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimators import DeepClusterClassifier, TorchCNNClassifier, rebalance_clusters
+from estimators import DeepClusterClassifier, rebalance_clusters
 from estimators.deepcluster import (
     _split_empty_clusters,
     balanced_sample,
     kmeans_torch,
     pca_whiten,
 )
-from estimators.training import Callback
-from features import DeepFeatures
-from features.deep import final_linear, pooled_size
-from conftest import weights_of
+from features.deep import final_linear
+from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
 
 # DeepCluster on the digits: a constant rate high enough for each epoch's fresh head.
 DEEPCLUSTER = dict(TINY, lr=0.5, random_state=0)
 
 # Measured: test NMI 0.60 after 10 epochs (seed 0); k-means on the raw pixels gets 0.74.
 DIGITS_NMI_FLOOR = 0.45
-# Measured: 0.96 test accuracy for logistic regression on the stage2 activations.
-DEEP_FEATURES_ACCURACY_FLOOR = 0.9
 
 CHECK_SETTINGS = dict(
     module__widths=(8, 16, 16),
@@ -53,18 +45,6 @@ CHECK_SETTINGS = dict(
     device="cpu",
     verbose=0,
 )
-
-
-@pytest.fixture(scope="module")
-def fitted_cnn(digits):
-    X_train, _, y_train, _ = digits
-    return TorchCNNClassifier(**TINY, epochs=3, random_state=0).fit(X_train, y_train)
-
-
-def _assert_sameweights_of(first, second):
-    assert first.keys() == second.keys()
-    for name in first:
-        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
 
 
 # ------------------------------------------------------------------ clustering steps
@@ -196,7 +176,7 @@ def test_labels_never_leak(small_digits):
     # The held-out set is only scored, never trained on.
     with_eval = DeepClusterClassifier(**params, eval_set=(X[:100], y[:100])).fit(X)
     for other in (with_labels, with_eval):
-        _assert_sameweights_of(weights_of(without), weights_of(other))
+        assert_same_weights(weights_of(without), weights_of(other))
         np.testing.assert_array_equal(without.labels_, other.labels_)
 
 
@@ -242,27 +222,18 @@ def test_reset_head_reinitialises_the_final_layer_only(small_digits):
     assert len(deepcluster.optimizer_.state) > 0
 
 
-class _CrashAfter(Callback):
-    def __init__(self, n_epochs):
-        self.n_epochs = n_epochs
-
-    def on_epoch_end(self, estimator):
-        if len(estimator.history_) == self.n_epochs:
-            raise RuntimeError("simulated crash")
-
-
 def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_path):
     X, _ = small_digits
     # The crash falls between two clusterings: the resumed epoch trains on saved clusters.
     params = dict(DEEPCLUSTER, epochs=3, reassign_every=2)
     uninterrupted = DeepClusterClassifier(**params).fit(X)
-    crashing = DeepClusterClassifier(**params, checkpoint_dir=tmp_path, callbacks=[_CrashAfter(1)])
+    crashing = DeepClusterClassifier(**params, checkpoint_dir=tmp_path, callbacks=[CrashAfter(1)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.fit(X)
     resumed = DeepClusterClassifier(**params, checkpoint_dir=tmp_path).fit(X)
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
     assert resumed.history_["sizes_after"] == uninterrupted.history_["sizes_after"]
-    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
+    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
 
 
@@ -286,72 +257,3 @@ def test_deepcluster_on_cuda_uses_torch_kmeans(digits):
     X = torch.from_numpy(X_train.reshape(len(X_train), -1).astype(np.float32)).cuda()
     labels = kmeans_torch(X, 10, generator=torch.Generator().manual_seed(0))
     assert adjusted_rand_score(y_train, labels) > 0.5
-
-
-# ------------------------------------------------------------------ deep features
-
-
-def test_pooled_size():
-    assert pooled_size(256, 8, 8, 10000) == (6, 6)
-    assert pooled_size(32, 1, 64, 1000) == (1, 31)
-    assert pooled_size(16, 4, 4, 10000) == (4, 4)
-    assert pooled_size(512, 4, 4, 100) == (1, 1)
-    assert pooled_size(20000, 4, 4, 10000) == (1, 1)
-    # a square map pools to a square grid: 128 x 8 x 8 = 8192, where 8 x 9 cells would fit
-    assert pooled_size(128, 16, 16, 10000) == (8, 8)
-
-
-def test_deep_features_in_a_classical_pipeline(digits):
-    X_train, X_test, y_train, y_test = digits
-    backbone = TorchCNNClassifier(**TINY, epochs=3, random_state=0)
-    pipeline = make_pipeline(
-        DeepFeatures(backbone, "stage2"), PCA(0.99), LogisticRegression(max_iter=1000)
-    )
-    pipeline.fit(X_train, y_train)
-    assert pipeline.score(X_test, y_test) >= DEEP_FEATURES_ACCURACY_FLOOR
-    deep = pipeline[0]
-    assert deep.backbone_ is not backbone and not hasattr(backbone, "module_")
-    assert deep.n_features_out_ == 32 * 2 * 2 == pipeline[1].n_features_in_
-
-
-def test_deep_features_leave_a_fitted_backbone_unchanged(digits, fitted_cnn):
-    X_train, X_test, y_train, _ = digits
-    weights = weights_of(fitted_cnn)
-    attributes = set(vars(fitted_cnn))
-    predictions = fitted_cnn.predict_proba(X_test)
-    deep = DeepFeatures(fitted_cnn, "stage1", max_features=40).fit(X_train, y_train)
-    features = deep.transform(X_test)
-    assert deep.backbone_ is fitted_cnn
-    _assert_sameweights_of(weights, weights_of(fitted_cnn))
-    assert set(vars(fitted_cnn)) == attributes
-    np.testing.assert_array_equal(predictions, fitted_cnn.predict_proba(X_test))
-    # stage1 is 16 maps of 4x4, pooled to the largest square grid within 40 features: 1x1.
-    assert features.shape == (len(X_test), 16) and features.dtype == np.float32
-
-
-def test_deep_features_clone_and_frozen_backbone(digits, fitted_cnn):
-    X_train, X_test, y_train, _ = digits
-    deep = DeepFeatures(TorchCNNClassifier(**TINY, epochs=1), "stage2", max_features=64)
-    copy = clone(deep.set_params(backbone__module__widths=(8, 16, 16)))
-    assert copy.get_params()["backbone__module__widths"] == (8, 16, 16)
-    assert copy.get_params()["max_features"] == 64
-    # A frozen backbone survives clone (as in a grid search) and is not refitted.
-    frozen = FrozenEstimator(fitted_cnn)
-    deep = clone(DeepFeatures(frozen)).fit(X_train[:50], y_train[:50])
-    assert deep.backbone_ is frozen
-    assert deep.transform(X_test[:5]).shape == (5, 32)  # penultimate: 32 channels, pooled
-
-
-def test_deep_features_fit_an_unsupervised_backbone_without_labels(small_digits):
-    X, y = small_digits
-    backbone = DeepClusterClassifier(**DEEPCLUSTER, epochs=1)
-    deep = DeepFeatures(backbone).fit(X, y)
-    reference = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
-    _assert_sameweights_of(weights_of(deep.backbone_), weights_of(reference))
-    assert deep.transform(X[:4]).shape == (4, 32)
-
-
-def test_deep_features_unknown_layer_lists_the_valid_ones(small_digits, fitted_cnn):
-    X, y = small_digits
-    with pytest.raises(ValueError, match=r"\['stage1', 'stage2', 'stage3'\]"):
-        DeepFeatures(fitted_cnn, "stage4").fit(X, y)

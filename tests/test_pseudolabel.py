@@ -15,12 +15,10 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
-from estimators.training import Callback
-from conftest import weights_of
+from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
 # What reaches a test NMI of 0.61 to 0.65 (seeds 0, 1, 2) on the digits split in about
 # 5 seconds of one core. Digits are not mirror-symmetric, and a crop of less than half
 # an 8x8 image leaves too little of the digit.
@@ -58,12 +56,6 @@ PROBE_TEST_ACCURACY_FLOOR = 0.85
 def fitted(digits):
     X_train, _, _, _ = digits
     return TorchPseudoLabelClassifier(**DIGITS).fit(X_train)
-
-
-def _assert_sameweights_of(first, second):
-    assert first.keys() == second.keys()
-    for name in first:
-        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
 
 
 # ------------------------------------------------------------------ rebalancing
@@ -123,7 +115,7 @@ def test_labels_never_leak(small_digits):
     params = dict(TINY, epochs=2, label_pass="reuse", balanced_sampler=True, random_state=0)
     with_labels = TorchPseudoLabelClassifier(**params).fit(X, y)
     without = TorchPseudoLabelClassifier(**params).fit(X)
-    _assert_sameweights_of(weights_of(with_labels), weights_of(without))
+    assert_same_weights(weights_of(with_labels), weights_of(without))
     np.testing.assert_array_equal(with_labels.labels_, without.labels_)
     for key in ("loss", "sizes_before", "sizes_after"):
         assert with_labels.history_[key] == without.history_[key]
@@ -140,7 +132,7 @@ def test_eval_set_records_scores_per_epoch_and_changes_nothing(small_digits, dig
         assert all(-1 <= value <= 1 for value in scored.history_[name])
     last_nmi = scored.score(X_test[:100], y_test[:100])
     assert scored.history_[-1]["eval_nmi"] == pytest.approx(last_nmi)
-    _assert_sameweights_of(weights_of(scored), weights_of(plain))
+    assert_same_weights(weights_of(scored), weights_of(plain))
 
 
 def test_clusters_digits(fitted, digits):
@@ -212,22 +204,13 @@ def test_rejects_bad_parameters(small_digits, params, message):
         TorchPseudoLabelClassifier(**TINY, **params).fit(X)
 
 
-class _CrashAfter(Callback):
-    def __init__(self, n_epochs):
-        self.n_epochs = n_epochs
-
-    def on_epoch_end(self, estimator):
-        if len(estimator.history_) == self.n_epochs:
-            raise RuntimeError("simulated crash")
-
-
 def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_path):
     X, _ = small_digits
     # "reuse" carries labels from one epoch to the next: the checkpoint must keep them.
     params = dict(TINY, epochs=3, label_pass="reuse", balanced_sampler=True, random_state=0)
     uninterrupted = TorchPseudoLabelClassifier(**params).fit(X)
     crashing = TorchPseudoLabelClassifier(
-        **params, checkpoint_dir=tmp_path, callbacks=[_CrashAfter(2)]
+        **params, checkpoint_dir=tmp_path, callbacks=[CrashAfter(2)]
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.fit(X)
@@ -235,7 +218,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     assert resumed.history_["epoch"] == [1, 2, 3]
     for key in ("loss", "sizes_before", "sizes_after"):
         assert resumed.history_[key] == uninterrupted.history_[key]
-    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
+    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
 
 
@@ -248,7 +231,7 @@ def test_probe_classifies_digits_linearly_and_leaves_the_backbone(fitted, digits
     probe = LinearProbe(fitted, "stage2").fit(X_train, y_train)
     assert probe.score(X_test, y_test) >= PROBE_TEST_ACCURACY_FLOOR
     assert probe.backbone_ is fitted
-    _assert_sameweights_of(weights_of(fitted), before)
+    assert_same_weights(weights_of(fitted), before)
     # One linear map from the 32 channels x 2 x 2 pooled activations to the 10 classes.
     assert probe.classifier_.coef_.shape == (10, 128)
     assert probe.classifier_.intercept_.shape == (10,)

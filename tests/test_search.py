@@ -189,11 +189,12 @@ def test_no_candidate_is_fitted_twice_and_a_finite_space_stops_when_exhausted(di
 
 
 def test_candidates_of_one_model_are_scored_once(digits):
-    # kNN's algorithm and a linear SVC's gamma cannot change the fitted model
+    # kNN's algorithm, a linear SVC's gamma and an unpenalised C cannot change the model
     for estimator, space, n_models in [
         (KNeighborsClassifier(), {"n_neighbors": [1, 3],
                                   "algorithm": ["auto", "ball_tree", "kd_tree", "brute"]}, 2),
         (SVC(), {"kernel": ["linear", "rbf"], "gamma": [1e-3, 1e-4]}, 3),
+        (LogisticRegression(max_iter=200), {"penalty": ["l2", None], "C": [0.5, 1, 10]}, 4),
     ]:
         search = GASearchCV(
             structured(estimator), space, cv=CV, population_size=4, generations=20,

@@ -14,12 +14,11 @@ from estimators import TorchCNNClassifier, build_network
 from estimators.architectures import ARCHITECTURES
 from estimators.training import Callback, History, has_native_bfloat16, resolve_device
 from features.augment import RandomAugment, Sobel, make_input_transform
-from conftest import weights_of
+from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # Narrow enough to train in seconds on a CPU; the defaults are sized for a GPU.
-TINY = dict(module__widths=(16, 32, 32), batch_size=64, device="cpu", verbose=0)
 
 # For scikit-learn's checks, which feed rows of 2 to 20 features (read as one-row images):
 # nothing to flip or crop there, and Adam learns their blobs more reliably than SGD.
@@ -37,12 +36,6 @@ CHECK_SETTINGS = dict(
 )
 
 DIGITS_TEST_ACCURACY_FLOOR = 0.9
-
-
-def _assert_sameweights_of(first, second):
-    assert first.keys() == second.keys()
-    for name in first:
-        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
 
 
 # ------------------------------------------------------------------ augmentation
@@ -200,7 +193,7 @@ def test_same_seed_same_result(small_digits):
     torch.manual_seed(123)  # the global state before fit must not matter
     second = TorchCNNClassifier(**params, random_state=0).fit(X, y)
     other = TorchCNNClassifier(**params, random_state=1).fit(X, y)
-    _assert_sameweights_of(weights_of(first), weights_of(second))
+    assert_same_weights(weights_of(first), weights_of(second))
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
     assert not torch.equal(first.module_.head[3].weight, other.module_.head[3].weight)
 
@@ -218,15 +211,6 @@ def test_mixed_precision_only_for_large_inputs_on_bfloat16_hardware(small_digits
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
 
 
-class _CrashAfter(Callback):
-    def __init__(self, n_epochs):
-        self.n_epochs = n_epochs
-
-    def on_epoch_end(self, estimator):
-        if len(estimator.history_) == self.n_epochs:
-            raise RuntimeError("simulated crash")
-
-
 class _EpochCounter(Callback):
     def on_train_begin(self, estimator):
         self.epochs_run_ = 0
@@ -240,7 +224,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     params = dict(TINY, epochs=3, module__dropout=0.5, random_state=0)
     uninterrupted = TorchCNNClassifier(**params).fit(X, y)
 
-    crashing = TorchCNNClassifier(**params, checkpoint_dir=tmp_path, callbacks=[_CrashAfter(2)])
+    crashing = TorchCNNClassifier(**params, checkpoint_dir=tmp_path, callbacks=[CrashAfter(2)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.fit(X, y)
     assert not hasattr(crashing, "stop_reason_")
@@ -251,7 +235,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     assert counter.epochs_run_ == 1
     assert resumed.history_["epoch"] == [1, 2, 3]
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
-    _assert_sameweights_of(weights_of(resumed), weights_of(uninterrupted))
+    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
 
     # other parameters, other images of the same shape (another fold), or more epochs
     # (a longer learning-rate schedule): the checkpoint does not resume

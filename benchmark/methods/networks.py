@@ -1,0 +1,37 @@
+"""The networks that the deep families train, and the settings those families share.
+
+Not a family: :mod:`~benchmark.methods.cnn`, :mod:`~benchmark.methods.pseudolabel` and
+:mod:`~benchmark.methods.deepcluster` build their rows from it.
+"""
+
+from .row import SEED
+
+# name -> (architecture, title, fixed parameters of every network of that name)
+ARCHITECTURES = {
+    "fast": ("fast", "a small fast CIFAR network in the spirit of airbench", {}),
+    "alexnet": ("alexnet", "AlexNet adapted to small images, input enlarged 2x (32x32 to 64x64)",
+                {"upsample": 2}),
+    "resnet18": ("resnet18", "ResNet18 with a 3x3 stem for small images", {}),
+    "vgg16bn": ("vgg16_bn", "VGG16 with batch norm, for small images", {}),
+}
+# The networks of the study, which the families train alike; the fast one is ours.
+STUDY_NETWORKS = ("alexnet", "resnet18", "vgg16bn")
+
+# Every network's smoke settings, in every family: one epoch on a few images, for tests.
+SMOKE = {
+    "fast": {"epochs": 1, "batch_size": 64, "module__widths": (16, 32, 32), "train_limit": 256},
+    **{name: {"epochs": 1, "batch_size": 32, "train_limit": 64} for name in STUDY_NETWORKS},
+}
+# airbench's light augmentation (flips, mild crops, no colour jitter): with only ten epochs,
+# the study's stronger policy costs 7 points of CIFAR-10 accuracy (0.63 vs 0.70, 5 epochs
+# on 10,000 images).
+LIGHT_AUGMENTATION = {
+    "augment__brightness": None, "augment__contrast": None, "augment__saturation": None,
+    "augment__hue": None, "augment__crop_scale": (0.6, 1.0),
+}
+
+
+def network_params(name, **params):
+    """Fixed parameters of a row's network `name`: architecture, seed, `params`, its own."""
+    arch, _, fixed = ARCHITECTURES[name]
+    return {"arch": arch, **params, "random_state": SEED, **fixed}
