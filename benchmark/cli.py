@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from results.store import RecordError, ResultStore, atomic_write
 from search.backends import BACKENDS, SchedulerError, parallel_backend
 
+from .arguments import comma_separated, with_flags
 from .errors import DataError
 from .registry import (
     METHODS,
@@ -20,7 +21,6 @@ from .registry import (
     describe_method,
     get_methods,
     in_borrowing_order,
-    unknown_name_message,
 )
 
 log = logging.getLogger("benchmark")
@@ -45,7 +45,7 @@ def main(argv=None):
     try:
         return args.command(args)
     except (UnknownNameError, DataError, RecordError, SchedulerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_flags(exc)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("\ninterrupted.", file=sys.stderr)
@@ -67,7 +67,7 @@ def _parser():
     run = commands.add_parser("run", help="run methods on a dataset and record the results")
     chosen = run.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--all", action="store_true", help="every registered method")
-    chosen.add_argument("--methods", type=_names, help="comma-separated method names")
+    chosen.add_argument("--methods", type=comma_separated, help="comma-separated method names")
     run.add_argument("--dataset", default="digits", help="digits, cifar10 or a PATH")
     run.add_argument("--data-dir", type=Path, help="where CIFAR-10 is found or downloaded")
     run.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
@@ -116,26 +116,6 @@ def _parser():
     return parser
 
 
-def _names(text):
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return names
-
-
-def names_among(valid, kind):
-    """An argparse type: comma-separated names, each one of `valid` (a `kind` of thing)."""
-
-    def parse(text):
-        names = _names(text)
-        for name in names:
-            if name not in valid:
-                raise argparse.ArgumentTypeError(unknown_name_message(kind, name, list(valid)))
-        return names
-
-    return parse
-
-
 def _integer(text, *, accept, expected):
     try:
         value = int(text)
@@ -156,7 +136,7 @@ def _seed(text):
 
 
 def _seeds(text):
-    return list(dict.fromkeys(_seed(name) for name in _names(text)))
+    return list(dict.fromkeys(_seed(name) for name in comma_separated(text)))
 
 
 def _n_jobs(text):

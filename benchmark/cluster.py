@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from estimators import cluster_sizes, clustering_scores
 from results import atomic_write
 from results.plots import contact_sheet, plot_sizes
 
-from .datasets import DataError, subsample
+from .errors import DataError
+from .harness import cluster_scores, timed_fit, training_part
 
 SHEET_IMAGES = 64
 
@@ -19,7 +19,8 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     """Fit a clustering method, label every image, and write what it found.
 
     The method learns from at most its profile's ``train_limit`` images (a seeded draw,
-    stratified where the images have classes), as it does in a run, then labels them all.
+    stratified where the images have classes), as it does in a run, then labels them all;
+    the harness (:mod:`benchmark.harness`) draws, times and scores, as in a run.
 
     Writes ``assignments.csv`` (file, cluster, confidence), one contact sheet per cluster
     (``cluster-NN.png``: its most confident images first) and ``cluster-sizes.png``.
@@ -43,38 +44,37 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     -------
     summary : dict
         ``n_images``, ``n_fitted`` (how many the method learned from), ``n_clusters``,
-        ``sizes`` and, where the images have classes, ``nmi``, ``ari``, ``acc`` and
-        ``empty_clusters``.
+        ``fit_time`` (seconds), ``sizes``, ``empty_clusters`` and, where the images have
+        classes, ``nmi``, ``ari`` and ``acc`` of the clusters of every image.
     """
     if method.supervised:
         raise DataError(f"{method.name} is supervised; the cluster command needs a clustering "
                         "method (python -m benchmark list shows them).")
     if n_clusters is None:
         n_clusters = dataset.n_classes or 10
+    train = training_part(dataset, method.train_limit(profile), seed)
+    n_fitted = len(train.X_train)
+    if not 1 <= n_clusters <= n_fitted:
+        raise DataError(f"Cannot make {n_clusters} clusters of {n_fitted} images; ask for "
+                        f"1 to {n_fitted} clusters.")
+    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters)
+    fit_time, _ = timed_fit(estimator, train.X_train)
     X = dataset.X_train
-    limit = method.train_limit(profile)
-    fitted_on = X if limit is None else subsample(dataset, limit, seed=seed).X_train
-    if not 1 <= n_clusters <= len(fitted_on):
-        raise DataError(f"Cannot make {n_clusters} clusters of {len(fitted_on)} images; ask for "
-                        f"1 to {len(fitted_on)} clusters.")
-    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters).fit(fitted_on)
     labels = estimator.predict(X)
     confidence = membership_confidence(estimator, X, labels)
+    scores = cluster_scores(labels, dataset.y_train, n_clusters)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_assignments(out_dir / "assignments.csv", dataset.files, labels, confidence)
-    sizes = cluster_sizes(labels, n_clusters)
+    sizes = np.asarray(scores["cluster_sizes"])
     plot_sizes(sizes, out_dir / "cluster-sizes.png", title=f"{method.name} on {dataset.name}")
     for cluster in np.flatnonzero(sizes):
         members = np.flatnonzero(labels == cluster)
         best = members[np.argsort(-confidence[members], kind="stable")[:SHEET_IMAGES]]
         contact_sheet(X[best], out_dir / f"cluster-{cluster:02d}.png")
-    summary = {"n_images": len(X), "n_fitted": len(fitted_on), "n_clusters": n_clusters,
-               "sizes": sizes.tolist()}
-    if dataset.labelled:
-        summary.update(clustering_scores(dataset.y_train, labels, n_clusters=n_clusters))
-    return summary
+    return {"n_images": len(X), "n_fitted": n_fitted, "n_clusters": n_clusters,
+            "fit_time": fit_time, "sizes": scores.pop("cluster_sizes"), **scores}
 
 
 def membership_confidence(estimator, X, labels):

@@ -15,18 +15,18 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
 
 from estimators import cluster_sizes, clustering_scores
+from results.schema import checked_record
 from search import clear_cache, count_fits
 
 from .datasets import DataError, subsample
 
 # Most training images a supervised row's train accuracy is measured on.
 TRAIN_SCORE_LIMIT = 10_000
-# Fitted attributes worth keeping in a record, and the names they are stored under.
+# Fitted attributes worth keeping in a record, and the fields (results.schema) they fill.
 FITTED_SUMMARY = {
     "n_components_": "pca_components",
     "best_params_": "best_params",
     "best_score_": "cv_score",
-    "n_fits_saved_": "n_fits_saved",
     "stop_reason_": "stop_reason",
 }
 
@@ -58,16 +58,17 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     Returns
     -------
     record : dict
-        Key fields (method, dataset, profile, seed), what was run, timings and scores.
+        Key fields (method, dataset, profile, seed), what was run, timings and scores: the
+        fields of :data:`results.schema.FIELDS`.
     """
     check_runnable(method, dataset)
-    train = _training_part(dataset, method.train_limit(profile), seed)
+    train = training_part(dataset, method.train_limit(profile), seed)
     estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes)
     if checkpoint_dir is not None:
         _route_checkpoints(estimator, checkpoint_dir)
     record = {
         "method": method.name, "dataset": dataset.name, "profile": profile, "seed": seed,
-        "dataset_digest": dataset.digest,
+        "dataset_digest": dataset.digest, "dataset_source": dataset.source,
         "table": method.table, "reference": method.reference,
         "n_train": len(train.X_train),
         "n_test": 0 if dataset.X_test is None else len(dataset.X_test),
@@ -77,15 +78,12 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     if fitted_backbones is not None and fitted_backbones.lend(estimator, train.X_train):
         record["backbone_reused"] = True
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
-    clear_cache()  # work shared within this row's search only, so its fit time is its own
-    start = time.perf_counter()
-    with count_fits() as shared:
-        estimator.fit(*fit_args)
+    fit_seconds, shared = timed_fit(estimator, *fit_args)
     # a resumed network's earlier epochs were timed when they ran, by its history; a lent
     # network was not trained by this row at all
     resumed_epochs, resumed_seconds = (
         (0, 0.0) if record.get("backbone_reused") else resumed_training(estimator))
-    record["fit_time"] = time.perf_counter() - start + resumed_seconds
+    record["fit_time"] = fit_seconds + resumed_seconds
     if resumed_epochs:
         record["resumed_epochs"] = resumed_epochs
     if shared.requested:
@@ -100,7 +98,7 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     else:
         record.update(supervised_record(estimator, train, dataset, seed=seed))
     record.update(fitted_summary(estimator))
-    return record
+    return checked_record(record)
 
 
 def check_runnable(method, dataset):
@@ -288,8 +286,51 @@ def resumed_training(estimator):
     return epochs, seconds
 
 
-def _training_part(dataset, limit, seed):
+def training_part(dataset, limit, seed):
+    """The images a method learns from: a seeded subset of at most `limit` training images.
+
+    Parameters
+    ----------
+    dataset : benchmark.datasets.Dataset
+        Where the method runs.
+    limit : int or None
+        Most training images the method's profile lets it learn from; None: all of them.
+    seed : int
+        Seed of the draw, stratified where the images have classes.
+
+    Returns
+    -------
+    train : benchmark.datasets.Dataset
+        `dataset` itself where the limit keeps every image.
+    """
     return dataset if limit is None else subsample(dataset, limit, seed=seed)
+
+
+def timed_fit(estimator, *fit_args):
+    """Fit `estimator` and time the fit, counting the fits a search shared.
+
+    Work shared earlier is cleared first, so that a search shares work within this fit
+    only and its time is its own.
+
+    Parameters
+    ----------
+    estimator : estimator
+        What to fit.
+    *fit_args
+        Passed to ``estimator.fit``: the images, and their labels for a supervised one.
+
+    Returns
+    -------
+    seconds : float
+        Wall-clock seconds of the fit.
+    shared : search.FitStats
+        Fits a search asked for, computed and took from equivalent candidates.
+    """
+    clear_cache()
+    start = time.perf_counter()
+    with count_fits() as shared:
+        estimator.fit(*fit_args)
+    return time.perf_counter() - start, shared
 
 
 def supervised_record(estimator, train, dataset, *, seed=0):
@@ -319,23 +360,45 @@ def supervised_record(estimator, train, dataset, *, seed=0):
 def clustering_record(estimator, train, dataset):
     """NMI, ARI, Hungarian accuracy and cluster sizes on both parts, where labels exist."""
     n_clusters = requested_clusters(estimator)
-    parts = {"train": (train.X_train, train.y_train, _training_labels(estimator, train.X_train))}
+    parts = {"train": (train.y_train, _training_labels(estimator, train.X_train))}
     if dataset.X_test is not None:
         start = time.perf_counter()
         test_labels = estimator.predict(dataset.X_test)
-        parts["test"] = (dataset.X_test, dataset.y_test, test_labels)
+        parts["test"] = (dataset.y_test, test_labels)
         predict_time = time.perf_counter() - start
     record = {"n_clusters": n_clusters}
-    for part, (_, y_true, labels) in parts.items():
-        sizes = cluster_sizes(labels, n_clusters)
-        record[f"cluster_sizes_{part}"] = sizes.tolist()
-        record[f"empty_clusters_{part}"] = int((sizes == 0).sum())
-        if y_true is not None:
-            scores = clustering_scores(y_true, labels, n_clusters=n_clusters)
-            record.update({f"{name}_{part}": scores[name] for name in ("nmi", "ari", "acc")})
+    for part, (y_true, labels) in parts.items():
+        scores = cluster_scores(labels, y_true, n_clusters)
+        record.update({f"{name}_{part}": value for name, value in scores.items()})
     if "test" in parts:
         record["predict_time"] = predict_time
     return record
+
+
+def cluster_scores(labels, y_true, n_clusters):
+    """Cluster sizes, empty clusters and, where classes are known, NMI, ARI and accuracy.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_images,)
+        Cluster of each image.
+    y_true : array-like of shape (n_images,) or None
+        Class of each image; None for unlabelled images.
+    n_clusters : int
+        Clusters asked for, empty ones included.
+
+    Returns
+    -------
+    scores : dict
+        ``cluster_sizes`` (a list), ``empty_clusters`` and, with classes, ``nmi``, ``ari``
+        and ``acc``.
+    """
+    sizes = cluster_sizes(labels, n_clusters)
+    scores = {"cluster_sizes": sizes.tolist(), "empty_clusters": int((sizes == 0).sum())}
+    if y_true is not None:
+        measured = clustering_scores(y_true, labels, n_clusters=n_clusters)
+        scores.update({name: measured[name] for name in ("nmi", "ari", "acc")})
+    return scores
 
 
 def _training_labels(estimator, X_train):

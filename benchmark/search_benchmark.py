@@ -21,7 +21,7 @@ from tabulate import tabulate
 from features import ImageFlattener, make_pca
 from search import SEARCH_SPACES, GASearchCV, clear_cache, count_fits, search_space, structured
 
-from .cli import names_among
+from .arguments import DATA_FLAGS, names_among, with_flags
 from .datasets import DataError, load_dataset
 from .registry import CLASSICAL_MODELS
 
@@ -136,7 +136,7 @@ def main(argv=None):
     try:
         dataset = load_dataset(args.dataset, limit=args.limit)
     except DataError as exc:
-        parser.error(str(exc))
+        parser.error(with_flags(exc, {name: DATA_FLAGS[name] for name in ("limit", "source")}))
     X, y = pca_features(dataset)
     folds = StratifiedKFold(args.folds, shuffle=True, random_state=0)
     ga_settings = {"population_size": args.population, "generations": args.generations,

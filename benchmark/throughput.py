@@ -22,7 +22,7 @@ from tabulate import tabulate
 from estimators import TorchCNNClassifier, TorchPseudoLabelClassifier
 from estimators.training import has_native_bfloat16, resolve_device
 
-from .cli import names_among
+from .arguments import names_among
 from .harness import cpu_model
 from .registry import CNN_ARCHITECTURES
 

@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "architectures": ["build_network"],
-        "clustering": ["BaseTorchClusterer", "rebalance_clusters"],
+        "clustering": ["BaseTorchClusterer", "HeldOutScore", "rebalance_clusters"],
         "cnn": ["TorchCNNClassifier"],
         "deepcluster": ["DeepClusterClassifier"],
         "metrics": ["cluster_sizes", "clustering_accuracy", "clustering_scores"],

@@ -5,6 +5,8 @@ AlexNet, VGG16 with batch norm and ResNet18 follow torchvision's definitions, ad
 trains to a good CIFAR-10 accuracy in a few epochs. Every network takes any channel count
 and works on images down to 8x8, and exposes its named layers' activations through
 ``features(x, layer)``: the linear probe and the deep-feature plug-in read them there.
+Each head's last linear layer is ``final_linear()``; what feeds it is the network's
+penultimate features.
 """
 
 import difflib
@@ -42,6 +44,22 @@ class LayeredNetwork(nn.Module):
                 f"{type(self).__name__} has no layer {layer!r}; its layers are "
                 f"{list(self.layers)}.{_did_you_mean(layer, self.layers)}"
             )
+
+    def final_linear(self):
+        """The last linear layer of the head: the one that outputs the class scores.
+
+        Its input is the network's penultimate features; DeepCluster re-initialises it
+        whenever it reclusters.
+
+        Returns
+        -------
+        linear : torch.nn.Linear
+            The head's final linear layer.
+        """
+        linears = [module for module in self.head.modules() if isinstance(module, nn.Linear)]
+        if not linears:
+            raise ValueError(f"The head of {type(self).__name__} has no linear layer.")
+        return linears[-1]
 
     def forward(self, x):
         """Class scores (logits) of a batch of images."""

@@ -1,10 +1,19 @@
-"""What the self-labelling clusterers share: the rebalancing step and a base estimator.
+"""What the self-labelling clusterers share: the epoch built from parts, and a base estimator.
 
 DeepCluster (k-means targets) and the pseudo-label method (argmax targets) differ only in
-where an epoch's targets come from. Both validate the same way, hand half of the largest
-cluster to each empty one, score a held-out set after every epoch, and predict with the
-argmax of the network's head; that part lives here, and each estimator overrides one
-layer of the shared loop (``run_epoch``) to make its targets.
+where an epoch's targets come from. Every epoch of both is
+
+    targets from a target source -> rebalance -> batches from a sampler -> train
+    -> record sizes
+
+:class:`BaseTorchClusterer` runs it (``run_epoch``, one layer of the shared loop of
+:mod:`estimators.training`); a subclass picks its parts: the target source
+(:mod:`estimators.targets`, ``initialize_target_source``), the sampler
+(:mod:`estimators.samplers`, ``initialize_sampler``) and the loss
+(``initialize_criterion``). The steps all share live here: :func:`rebalance_clusters`,
+which hands half of the largest cluster to each empty one, :func:`cluster_size_record`,
+and :class:`HeldOutScore`, which scores a held-out set after every epoch. Both predict
+with the argmax of the network's head.
 """
 
 from numbers import Integral
@@ -61,11 +70,61 @@ def rebalance_clusters(labels, n_clusters, rng):
     return labels
 
 
-class _EvalSetScores(Callback):
-    """After each epoch, add the clustering scores of the held-out set to its record.
+def cluster_size_record(proposed, targets, n_clusters):
+    """An epoch's history entries on cluster sizes, before and after rebalancing.
 
-    Runs after the epoch timer, so that scoring is not timed, and before the checkpoint,
-    so that the scores are saved with the history.
+    Parameters
+    ----------
+    proposed : array-like of shape (n_images,)
+        The targets the target source gave.
+    targets : array-like of shape (n_images,)
+        The targets trained on, after rebalancing.
+    n_clusters : int
+        Number of clusters.
+
+    Returns
+    -------
+    record : dict
+        ``sizes_before`` and ``sizes_after`` (images per cluster, as lists) and
+        ``n_empty_before`` (clusters the source left empty).
+
+    Examples
+    --------
+    >>> cluster_size_record([0, 0, 0, 0], [0, 0, 1, 1], 2)
+    {'sizes_before': [4, 0], 'sizes_after': [2, 2], 'n_empty_before': 1}
+    """
+    sizes_before = cluster_sizes(proposed, n_clusters)
+    return {
+        "sizes_before": sizes_before.tolist(),
+        "sizes_after": cluster_sizes(targets, n_clusters).tolist(),
+        "n_empty_before": int((sizes_before == 0).sum()),
+    }
+
+
+class HeldOutScore(Callback):
+    """After each epoch, cluster a held-out set and add its scores to the epoch's record.
+
+    The record gains ``eval_nmi``, ``eval_ari``, ``eval_acc`` and
+    ``eval_empty_clusters`` (:func:`~estimators.metrics.clustering_scores`). The held-out
+    images go through the network in eval mode, without augmentation; they are never
+    trained on.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n_images, height, width, channels)
+        Held-out images, validated as the clusterer's ``fit`` validates its own.
+    y_true : array-like of shape (n_images,)
+        Their classes.
+
+    See Also
+    --------
+    BaseTorchClusterer : Its `eval_set` adds this callback.
+
+    Notes
+    -----
+    For `eval_set`, the clusterer runs it right after the epoch timer, so that scoring
+    is not timed, and before the checkpoint, so that the scores are saved with the
+    history. Passed through ``callbacks``, it runs after both.
     """
 
     def __init__(self, images, y_true):
@@ -73,7 +132,7 @@ class _EvalSetScores(Callback):
         self.y_true = y_true
 
     def on_epoch_end(self, estimator):
-        clusters = estimator._clusters(self.images)
+        clusters = estimator.forward_batches(self.images).argmax(dim=1).numpy()
         scores = clustering_scores(self.y_true, clusters, n_clusters=estimator.n_clusters)
         estimator.history_[-1].update({f"eval_{name}": value for name, value in scores.items()})
 
@@ -81,10 +140,16 @@ class _EvalSetScores(Callback):
 class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
     """Base of the clusterers that train a network on targets it makes itself.
 
-    A subclass lists its parameters in ``__init__`` (with at least `n_clusters` and
-    `eval_set`) and overrides ``run_epoch`` to make each epoch's targets; this class
-    validates the data, trains with one output per cluster, scores `eval_set` after
-    every epoch, and clusters with the argmax of the network's head.
+    Every epoch takes its targets from a target source, rebalances them
+    (:func:`rebalance_clusters`), trains on the batches a sampler draws, and records the
+    cluster sizes (:func:`cluster_size_record`). A subclass lists its parameters in
+    ``__init__`` (with at least `n_clusters` and `eval_set`) and picks its parts:
+    ``initialize_target_source`` sets the target source (:mod:`estimators.targets`),
+    ``initialize_sampler`` the sampler (:mod:`estimators.samplers`; by default a
+    shuffle) and ``initialize_criterion`` the loss (by default cross-entropy). This
+    class validates the data, trains with one output per cluster, scores `eval_set`
+    after every epoch (:class:`HeldOutScore`), saves the target source's state in
+    checkpoints, and clusters with the argmax of the network's head.
 
     Attributes
     ----------
@@ -196,8 +261,61 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
     def _clusters(self, images, augment=False):
         return self.forward_batches(images, augment=augment).argmax(dim=1).numpy()
 
+    # ---------------------------------------------------------------- the loop
+
+    def initialize(self, data, n_outputs):
+        """Build every component of training, then a fresh target source.
+
+        Nothing of an earlier fit's targets carries over.
+        """
+        super().initialize(data, n_outputs)
+        self.initialize_target_source()
+
+    def initialize_target_source(self):
+        """Pick ``_target_source``, the source of every epoch's targets; subclasses write it."""
+        raise NotImplementedError
+
     def initialize_callbacks(self):
         """Build the base callbacks, with the `eval_set` scorer right after the timer."""
         super().initialize_callbacks()
         if self._eval_data is not None:
-            self.callbacks_.insert(1, _EvalSetScores(*self._eval_data))
+            self.callbacks_.insert(1, HeldOutScore(*self._eval_data))
+
+    def run_epoch(self, data, targets, epoch):
+        """Targets from the target source, rebalanced, then one epoch of training on them.
+
+        Parameters
+        ----------
+        data : torch.Tensor of shape (n_images, height, width, channels)
+            Training images, on the CPU.
+        targets : None
+            Unused: the target source makes the epoch's targets.
+        epoch : int
+            Index of the epoch, from 0.
+
+        Returns
+        -------
+        record : dict
+            Training ``loss`` and ``accuracy`` against the targets, the cluster sizes
+            (:func:`cluster_size_record`), and what the target source adds.
+        """
+        source = self._target_source
+        proposed = source.targets(self, data, epoch)
+        epoch_targets = rebalance_clusters(proposed, self.n_clusters, self._rng)
+        source_record = source.accept(epoch_targets, epoch)
+        batches = self._draw_batches(epoch_targets)
+        with source.watch_training(self, epoch_targets, batches):
+            record = self.train_batches(data, torch.from_numpy(epoch_targets), batches)
+        sizes = cluster_size_record(proposed, epoch_targets, self.n_clusters)
+        return {**record, **sizes, **source_record}
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def checkpoint_state(self):
+        """The base state, plus the target source's (its ``state_dict()``)."""
+        return {**super().checkpoint_state(), **self._target_source.state_dict()}
+
+    def load_checkpoint_state(self, state):
+        """Restore what :meth:`checkpoint_state` saved."""
+        super().load_checkpoint_state(state)
+        self._target_source.load_state_dict(state)

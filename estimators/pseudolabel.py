@@ -3,29 +3,18 @@
 Every epoch labels each training image with the network's own K-way argmax under one
 random augmentation, hands half of the largest cluster to each empty one, and trains the
 network with cross-entropy on those labels under another augmentation. The estimator
-overrides one layer of the shared loop (``run_epoch``) and reuses the rest.
+runs the clusterers' epoch (:class:`~estimators.clustering.BaseTorchClusterer`) with
+parts of its own: a label pass as the target source (``label_pass`` picks
+:class:`~estimators.targets.SeparateLabelPass` or
+:class:`~estimators.targets.ReusedLabelPass`), and a shuffle or a cluster-weighted
+sampler (``balanced_sampler``, :mod:`estimators.samplers`).
 """
 
-import contextlib
-
-import torch
 from sklearn.utils._param_validation import StrOptions
 
-from .clustering import BaseTorchClusterer, rebalance_clusters
-from .metrics import cluster_sizes
-
-
-@contextlib.contextmanager
-def _argmax_recorder(module):
-    """Collect the argmax of every output of `module`, on its device, while the context is open."""
-    argmaxes = []
-    handle = module.register_forward_hook(
-        lambda module, inputs, output: argmaxes.append(output.detach().argmax(dim=1))
-    )
-    try:
-        yield argmaxes
-    finally:
-        handle.remove()
+from .clustering import BaseTorchClusterer
+from .samplers import ClusterWeightedSampler, ShuffleSampler
+from .targets import ReusedLabelPass, SeparateLabelPass
 
 
 class TorchPseudoLabelClassifier(BaseTorchClusterer):
@@ -37,7 +26,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
     1. label pass: each training image, under one random augmentation, goes through the
        network; its pseudo-label is the argmax of the `n_clusters`-way head;
     2. rebalance: while a cluster is empty, the largest cluster hands half of its
-       images, drawn at random, to it (:func:`rebalance_clusters`);
+       images, drawn at random, to it (:func:`~estimators.clustering.rebalance_clusters`);
     3. training pass: the images, under another random augmentation, train the network
        with cross-entropy on the pseudo-labels.
 
@@ -65,7 +54,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
-        `history_`. Never trained on.
+        `history_` (:class:`~estimators.clustering.HeldOutScore`). Never trained on.
     upsample : float, default=None
         Enlarge images by this factor (bilinear) before the network; the study enlarges
         32x32 images to 64x64 for AlexNet (``upsample=2``).
@@ -144,7 +133,8 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
     --------
     estimators.cnn.TorchCNNClassifier : The same networks trained with labels.
     estimators.probe.LinearProbe : Linear classifier on a trained network's layer.
-    rebalance_clusters : The rebalancing step.
+    estimators.clustering.rebalance_clusters : The rebalancing step.
+    estimators.targets.ReusedLabelPass : The targets of ``label_pass="reuse"``.
 
     Notes
     -----
@@ -239,86 +229,14 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         self.balanced_sampler = balanced_sampler
         self.eval_set = eval_set
 
-    # ---------------------------------------------------------------- the loop
+    # ---------------------------------------------------------------- the parts
 
-    def initialize(self, data, n_outputs):
-        """Build every component of training, then forget any labels of an earlier fit."""
-        super().initialize(data, n_outputs)
-        self._next_labels = None
+    def initialize_target_source(self):
+        """Pseudo-labels from a label pass every epoch, or from the last training pass."""
+        self._target_source = (
+            ReusedLabelPass() if self.label_pass == "reuse" else SeparateLabelPass()
+        )
 
-    def run_epoch(self, data, targets, epoch):
-        """Label, rebalance, then train for one epoch on the pseudo-labels.
-
-        Parameters
-        ----------
-        data : torch.Tensor of shape (n_images, height, width, channels)
-            Training images, on the CPU.
-        targets : None
-            Unused: the pseudo-labels are made here.
-        epoch : int
-            Index of the epoch, from 0.
-
-        Returns
-        -------
-        record : dict
-            Training ``loss`` and ``accuracy`` against the pseudo-labels, cluster sizes
-            before and after rebalancing (``sizes_before``, ``sizes_after``) and
-            ``n_empty_before``.
-        """
-        if self.label_pass == "separate" or self._next_labels is None:
-            raw = self._clusters(data.numpy(), augment=True)
-        else:
-            raw = self._next_labels
-        labels = rebalance_clusters(raw, self.n_clusters, self._rng)
-        self._epoch_labels = labels
-        reuse = self.label_pass == "reuse"
-        with _argmax_recorder(self.module_) if reuse else contextlib.nullcontext() as argmaxes:
-            record = super().run_epoch(data, torch.from_numpy(labels), epoch)
-        if reuse:
-            self._next_labels = labels.copy()
-            seen = torch.cat(self._epoch_batches).numpy()
-            self._next_labels[seen] = torch.cat(argmaxes).cpu().numpy()
-        sizes_before = cluster_sizes(raw, self.n_clusters)
-        return {
-            **record,
-            "sizes_before": sizes_before.tolist(),
-            "sizes_after": cluster_sizes(labels, self.n_clusters).tolist(),
-            "n_empty_before": int((sizes_before == 0).sum()),
-        }
-
-    def _batches(self, n_images):
-        """The epoch's batches of indices, kept so that ``reuse`` can map argmaxes back."""
-        if self.balanced_sampler:
-            batches = self._balanced_batches(n_images)
-        else:
-            batches = super()._batches(n_images)
-        self._epoch_batches = batches
-        return batches
-
-    def _balanced_batches(self, n_images):
-        """Batches drawn with replacement, each cluster equally likely, then each image.
-
-        The ``balanced_sampler`` of the pseudo-label method: every draw is independent
-        (on the estimator's torch generator), so clusters are balanced in expectation
-        only, and an image may come up more than once (which ``reuse`` relies on
-        mapping back). DeepCluster's exact per-cluster quotas are
-        :func:`~estimators.deepcluster.balanced_sample`.
-        """
-        sizes = cluster_sizes(self._epoch_labels, self.n_clusters)
-        weights = torch.from_numpy(1.0 / sizes[self._epoch_labels])
-        n_draws = min(n_images, self._n_batches(n_images) * self.batch_size)
-        order = torch.multinomial(weights, n_draws, replacement=True, generator=self._generator)
-        return order.split(self.batch_size)
-
-    # ---------------------------------------------------------------- checkpoints
-
-    def checkpoint_state(self):
-        """The base state, plus the pseudo-labels the next epoch starts from (``reuse``)."""
-        next_labels = None if self._next_labels is None else torch.from_numpy(self._next_labels)
-        return {**super().checkpoint_state(), "next_labels": next_labels}
-
-    def load_checkpoint_state(self, state):
-        """Restore what :meth:`checkpoint_state` saved."""
-        super().load_checkpoint_state(state)
-        next_labels = state["next_labels"]
-        self._next_labels = None if next_labels is None else next_labels.numpy()
+    def initialize_sampler(self):
+        """Draw batches uniformly over clusters with `balanced_sampler`, else shuffle."""
+        self._sampler = ClusterWeightedSampler() if self.balanced_sampler else ShuffleSampler()

@@ -1,13 +1,16 @@
 """The one training loop of every torch estimator, in layers that subclasses override.
 
-    fit -> initialize -> fit_loop -> run_epoch -> train_step
+    fit -> initialize -> fit_loop -> run_epoch -> train_batches -> train_step
 
 ``initialize`` builds, in order, the input transforms, the module, the optimizer (and its
-learning-rate schedule), the criterion, the callbacks and the history. ``fit_loop`` runs
-the epochs and tells the callbacks; ``run_epoch`` shuffles and batches; ``train_step``
-does one forward, backward and optimiser step. A new method overrides one layer (the
-pseudo-label estimator overrides ``run_epoch`` to relabel the images first), never copies
-the loop. Timing, progress, checkpoints and any early stop are callbacks.
+learning-rate schedule), the criterion, the sampler (:mod:`estimators.samplers`), the
+callbacks and the history. ``fit_loop`` runs the epochs and tells the callbacks;
+``run_epoch`` asks the sampler for the epoch's batches; ``train_batches`` trains on them;
+``train_step`` does one forward, backward and optimiser step. A new method overrides one
+layer (the clusterers of :mod:`estimators.clustering` override ``run_epoch`` to make the
+epoch's targets first), or picks another part (``initialize_criterion``,
+``initialize_sampler``), never copies the loop. Timing, progress, checkpoints and any
+early stop are callbacks.
 """
 
 import functools
@@ -34,6 +37,7 @@ from features.augment import RandomAugment, make_input_transform, transformed_ch
 from features.images import check_images
 
 from .architectures import ARCHITECTURES, _did_you_mean, build_network
+from .samplers import ShuffleSampler, n_batches
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -215,7 +219,9 @@ class BaseTorchEstimator(BaseEstimator):
     ``train_indices_`` (the images trained on, see `max_samples`) and ``stop_reason_``;
     by :meth:`_validate_images`: ``n_features_in_`` and ``image_shape_``. ``_rng`` (a numpy
     Generator) and ``_generator`` (a torch CPU Generator, which shuffles and augments) are
-    seeded from `random_state` and saved in checkpoints, for subclasses' own random draws.
+    seeded from `random_state` and saved in checkpoints, for subclasses' own random draws;
+    ``_sampler`` (an :mod:`estimators.samplers` sampler, see :meth:`initialize_sampler`)
+    draws each epoch's batches with them.
     """
 
     # Parameters ``<prefix>__<name>`` are routed to the component of that prefix.
@@ -448,20 +454,6 @@ class BaseTorchEstimator(BaseEstimator):
             self.device_.type, dtype=torch.bfloat16, enabled=self.mixed_precision_
         )
 
-    def _n_batches(self, n_images):
-        return max(n_images // self.batch_size, 1)
-
-    def _batches(self, n_images):
-        """Shuffled batches of indices for one epoch.
-
-        The last, incomplete batch is dropped (a batch of one image would break batch
-        norm), unless it is the only one.
-        """
-        order = torch.randperm(n_images, generator=self._generator)
-        if n_images >= self.batch_size:
-            order = order[: self._n_batches(n_images) * self.batch_size]
-        return order.split(self.batch_size)
-
     @torch.no_grad()
     def forward_batches(self, images, *, layer=None, flip=False, augment=False):
         """Outputs of the trained network for images, batch by batch, in eval mode.
@@ -492,6 +484,36 @@ class BaseTorchEstimator(BaseEstimator):
                 out = self.module_(x) if layer is None else self.module_.features(x, layer)
             outputs.append(out.float().cpu())
         return torch.cat(outputs)
+
+    def penultimate_features(self, images):
+        """What feeds the trained network's final linear layer, for each image.
+
+        The input of ``module_.final_linear()``: the pooled output of the last named
+        layer for ``fast`` and ``resnet18``, the output of the classifier's last hidden
+        layer for ``alexnet`` and ``vgg16_bn``. Computed as :meth:`forward_batches`
+        computes, in eval mode and without augmentation.
+
+        Parameters
+        ----------
+        images : ndarray of shape (n_images, height, width, channels)
+            Validated images.
+
+        Returns
+        -------
+        features : torch.Tensor of shape (n_images, n_features)
+            Float32 features, on the CPU.
+        """
+        captured = []
+        # A hook reads the final layer's input while the whole network runs: the head's
+        # other layers (pooling, hidden layers) need no copy here.
+        handle = self.module_.final_linear().register_forward_pre_hook(
+            lambda module, args: captured.append(args[0].float().cpu())
+        )
+        try:
+            self.forward_batches(images)
+        finally:
+            handle.remove()
+        return torch.cat(captured)
 
     # ---------------------------------------------------------------- the loop
 
@@ -553,8 +575,9 @@ class BaseTorchEstimator(BaseEstimator):
         self._seed()
         self.initialize_transforms(data)
         self.initialize_module(data, n_outputs)
-        self.initialize_optimizer(n_steps_per_epoch=self._n_batches(len(data)))
+        self.initialize_optimizer(n_steps_per_epoch=n_batches(len(data), self.batch_size))
         self.initialize_criterion()
+        self.initialize_sampler()
         self.initialize_callbacks()
         self.history_ = History()
 
@@ -634,6 +657,14 @@ class BaseTorchEstimator(BaseEstimator):
             label_smoothing=self.label_smoothing, **self._routed("criterion")
         ).to(self.device_)
 
+    def initialize_sampler(self):
+        """Pick the sampler of every epoch's batches: here, a shuffle of all images.
+
+        A subclass drawing its batches otherwise overrides this with another sampler of
+        :mod:`estimators.samplers`.
+        """
+        self._sampler = ShuffleSampler()
+
     def initialize_callbacks(self):
         """Build ``callbacks_``: timer, checkpoint, progress bar, then the user's.
 
@@ -685,7 +716,7 @@ class BaseTorchEstimator(BaseEstimator):
         self.stop_reason_ = self._stop_request or "max_epochs"
 
     def run_epoch(self, data, targets, epoch):
-        """Train for one epoch over shuffled batches.
+        """Train for one epoch over the batches the sampler draws.
 
         Parameters
         ----------
@@ -701,11 +732,37 @@ class BaseTorchEstimator(BaseEstimator):
         record : dict
             The epoch's mean training ``loss`` and ``accuracy`` (on augmented images).
         """
+        return self.train_batches(data, targets, self._draw_batches(targets))
+
+    def _draw_batches(self, targets):
+        return self._sampler.batches(
+            targets, self.batch_size, rng=self._rng, generator=self._generator
+        )
+
+    def train_batches(self, data, targets, batches):
+        """Train on an epoch's batches, in order: one :meth:`train_step` per batch.
+
+        Parameters
+        ----------
+        data : torch.Tensor of shape (n_images, height, width, channels)
+            Training images, on the CPU; `batches` index them.
+        targets : torch.Tensor of shape (n_images,)
+            Target (class or cluster) of each image.
+        batches : sequence of torch.Tensor
+            Indices of each batch's images, as a sampler of :mod:`estimators.samplers`
+            draws them.
+
+        Returns
+        -------
+        record : dict
+            The mean training ``loss`` and ``accuracy`` over the images trained on (an
+            image drawn twice counts twice).
+        """
         self.module_.train()
         total_loss = torch.zeros((), device=self.device_)
         n_correct = torch.zeros((), device=self.device_, dtype=torch.long)
         n_seen = 0
-        for index in self._batches(len(data)):
+        for index in batches:
             loss, correct = self.train_step(data[index], targets[index])
             total_loss += loss * len(index)
             n_correct += correct

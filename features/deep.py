@@ -1,8 +1,11 @@
 """Deep features: the activations of a trained torch network, as rows for classical models.
 
 Any torch estimator of the toolkit (supervised or not) exposes ``module_`` (a network of
-named layers and a head) and ``forward_batches``; this module reads activations through
-those two alone, so that it needs no import of :mod:`estimators`, which imports it.
+named layers and a head), ``forward_batches`` (the activations of a named layer) and
+``penultimate_features`` (what feeds the head's final linear layer); this module reads
+activations through those alone, so that it needs no import of :mod:`estimators`, which
+imports it. What a network's parts are is the networks' business
+(:mod:`estimators.architectures`).
 """
 
 import math
@@ -13,7 +16,6 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone, is_clusterer
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 from torch.nn import functional as F
 
 from .images import check_images
@@ -21,58 +23,6 @@ from .images import check_images
 # Images sent through the network at once: each chunk's activations are pooled as they
 # come, so that the full-resolution activations of a whole dataset are never held.
 _CHUNK_SIZE = 1024
-
-
-def final_linear(network):
-    """The last linear layer of a network's head: the one that outputs the class scores.
-
-    Parameters
-    ----------
-    network : estimators.architectures.LayeredNetwork
-        A network with a ``head`` module.
-
-    Returns
-    -------
-    linear : torch.nn.Linear
-        Its final linear layer (DeepCluster re-initialises it every epoch).
-    """
-    linears = [module for module in network.head.modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(f"The head of {type(network).__name__} has no linear layer.")
-    return linears[-1]
-
-
-def penultimate_features(backbone, images):
-    """What feeds a fitted network's final linear layer, for each image.
-
-    They are the input of :func:`final_linear`: the pooled output of the last named
-    layer for ``fast`` and ``resnet18``, the output of the classifier's last hidden
-    layer for ``alexnet`` and ``vgg16_bn``.
-
-    Parameters
-    ----------
-    backbone : fitted torch estimator
-        An estimator with ``module_`` and ``forward_batches`` (for instance
-        :class:`estimators.TorchCNNClassifier`).
-    images : ndarray of shape (n_images, height, width, channels)
-        Validated images, not augmented.
-
-    Returns
-    -------
-    features : torch.Tensor of shape (n_images, n_features)
-        Float32 features, on the CPU.
-    """
-    captured = []
-    # A hook reads the final layer's input while forward_batches runs the whole network
-    # in eval mode: the head's other layers (pooling, hidden layers) need no copy here.
-    handle = final_linear(backbone.module_).register_forward_pre_hook(
-        lambda module, args: captured.append(args[0].float().cpu())
-    )
-    try:
-        backbone.forward_batches(images)
-    finally:
-        handle.remove()
-    return torch.cat(captured)
 
 
 def pooled_size(channels, height, width, max_features):
@@ -125,7 +75,8 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     backbone : torch estimator
-        An estimator of :mod:`estimators` (it has ``forward_batches``), fitted or not.
+        An estimator of :mod:`estimators` (it has ``forward_batches``, and
+        ``penultimate_features`` where `layer` is None), fitted or not.
         Wrap a fitted one in :class:`sklearn.frozen.FrozenEstimator` to keep it through
         :func:`~sklearn.base.clone` (a plain clone of a fitted backbone is unfitted).
     layer : str, default=None
@@ -259,7 +210,7 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
 
     def _activations(self, images):
         if self.layer is None:
-            return penultimate_features(self.backbone_, images)
+            return self.backbone_.penultimate_features(images)
         return self.backbone_.forward_batches(images, layer=self.layer)
 
     def _pooled(self, activations):

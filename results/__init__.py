@@ -1,4 +1,4 @@
-"""The results store, the study's reference figures, and markdown tables of stored records."""
+"""The record schema, the results store, the study's figures, and tables and plots of records."""
 
 import lazy_loader
 
@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         "plots": ["render_plots"],
         "reference": ["STUDY"],
+        "schema": ["FIELDS", "KEY_FIELDS", "dataset_source"],
         "store": ["RecordError", "ResultStore", "atomic_write", "record_key"],
         "tables": ["render_report"],
     },

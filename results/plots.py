@@ -8,9 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from .schema import SIZES_AFTER, SIZES_BEFORE, is_quality_key  # noqa: E402
 from .store import record_key  # noqa: E402
-
-SIZE_KEYS = ("sizes_before", "sizes_after")
 
 
 def render_plots(records, out_dir):
@@ -37,7 +36,7 @@ def render_plots(records, out_dir):
         histories = {record["seed"]: record.get("history") or [] for record in runs}
         key = record_key(method, dataset, profile, "s")
         first = histories[min(histories)]
-        if first and all(name in first[0] for name in SIZE_KEYS):
+        if first and all(name in first[0] for name in (SIZES_BEFORE, SIZES_AFTER)):
             path = Path("plots") / f"{key}-cluster-sizes.png"
             plot_cluster_sizes(first, out_dir / path, title=f"{method}, seed {min(histories)}")
             plots.append((f"{method}: cluster sizes", path.as_posix()))
@@ -57,10 +56,10 @@ def _seeds_of_each_row(records):
 
 
 def quality_curves(history):
-    """Per-epoch NMI / ARI / ACC series found in a history, by name."""
-    names = [name for name in (history[0] if history else {})
-             if any(part in name.split("_") for part in ("nmi", "ari", "acc"))
-             and isinstance(history[0][name], (int, float))]
+    """Per-epoch NMI / ARI / ACC series found in a history, by name (see
+    :func:`results.schema.is_quality_key`)."""
+    names = [name for name, value in (history[0] if history else {}).items()
+             if is_quality_key(name, value)]
     return {name: [epoch.get(name) for epoch in history] for name in names}
 
 
@@ -69,8 +68,8 @@ def plot_cluster_sizes(history, path, *, title):
     epochs = [0, len(history) - 1] if len(history) > 1 else [0]
     figure, axes = plt.subplots(1, len(epochs), figsize=(5 * len(epochs), 3.2), squeeze=False)
     for axis, epoch in zip(axes[0], epochs):
-        before = np.asarray(history[epoch]["sizes_before"])
-        after = np.asarray(history[epoch]["sizes_after"])
+        before = np.asarray(history[epoch][SIZES_BEFORE])
+        after = np.asarray(history[epoch][SIZES_AFTER])
         clusters = np.arange(len(before))
         axis.bar(clusters - 0.2, before, width=0.4, label="before re-balancing")
         axis.bar(clusters + 0.2, after, width=0.4, label="after")

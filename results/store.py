@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-KEY_FIELDS = ("method", "dataset", "profile", "seed")
+from .schema import KEY_FIELDS
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from .reference import STUDY
+from .schema import dataset_source
 
 # Each table: its title, and (column header, record field) pairs; study columns read the
 # same field from the study's figures for the record's ``reference``.
@@ -65,10 +66,9 @@ COUNT_FIELDS = frozenset({"n_train", "epochs", "empty_clusters_train"})
 NOT_IN_STUDY = "–"
 
 
-def _on_cifar10(dataset):
-    # The study's dataset: the official batches, a copy named after it (cifar10-jpeg), or a
-    # subset of either (cifar10-n5000).
-    return dataset == "cifar10" or dataset.startswith(("cifar10-", "cifar10_"))
+def _on_cifar10(frame):
+    """Whether each record's images are CIFAR-10's, the study's dataset."""
+    return frame.apply(dataset_source, axis=1) == "cifar10"
 
 
 def render_report(frame, *, title="Results", plots=()):
@@ -95,7 +95,7 @@ def render_report(frame, *, title="Results", plots=()):
         if not rows.empty:
             sections.append(f"## {heading}\n\n{_table(rows, ours + TRAINING, study, table)}")
             sections.extend(_best_params(rows))
-    if frame["dataset"].map(_on_cifar10).any():
+    if _on_cifar10(frame).any():
         sections.append(
             "Columns headed *study* are the figures the reproduced study reported on CIFAR-10 "
             f"(50,000 train / 10,000 test), {NOT_IN_STUDY} where it reported none; every "
@@ -117,14 +117,16 @@ def render_report(frame, *, title="Results", plots=()):
 
 def _table(rows, ours, study, table):
     fields = [field for _, field in ours if field in rows]
-    groups = rows.groupby(["method", "dataset", "profile"], sort=False)
+    groups = rows.assign(on_cifar10=_on_cifar10(rows)).groupby(["method", "dataset", "profile"],
+                                                                 sort=False)
     summary = groups.agg(
         **{f"{field}_mean": (field, "mean") for field in fields},
         **{f"{field}_std": (field, "std") for field in fields},
         seeds=("seed", "nunique"), reference=("reference", "first"),
+        on_cifar10=("on_cifar10", "any"),
     )
     verdicts = _versus_best(groups, RANKED_BY[table])
-    if not any(_on_cifar10(dataset) for _, dataset, _ in summary.index):
+    if not summary["on_cifar10"].any():
         study = []
     body = []
     for key, row in summary.iterrows():
@@ -132,7 +134,7 @@ def _table(rows, ours, study, table):
         line = [method, dataset, profile, int(row["seeds"]), verdicts.get(key, "")]
         line += [_cell(row.get(f"{field}_mean"), row.get(f"{field}_std"), field)
                  for _, field in ours]
-        figures = STUDY.get(row["reference"], {}) if _on_cifar10(dataset) else {}
+        figures = STUDY.get(row["reference"], {}) if row["on_cifar10"] else {}
         line += [_number(figures[field], field) if field in figures else NOT_IN_STUDY
                  for _, field in study]
         body.append(line)

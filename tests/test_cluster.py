@@ -76,3 +76,26 @@ def test_the_method_learns_from_the_profile_limit_and_labels_every_image(tmp_pat
     assert "24 images in 3 clusters (the method learned from 10 of them" in capsys.readouterr().out
     with open(out / "assignments.csv") as file:
         assert len(list(csv.DictReader(file))) == 24
+
+
+def test_an_unreadable_image_is_refused_naming_the_flag_that_skips_it(tmp_path, capsys):
+    folder = photos(tmp_path)
+    (folder / "broken.png").write_bytes(b"not a png")
+    assert cluster(folder, "--method", "kmeans", "--cache-dir", tmp_path / "cache") == 2
+    assert capsys.readouterr().err.rstrip().endswith("On the command line: --skip-bad.")
+    assert cluster(folder, "--method", "kmeans", "--clusters", 3, "--profile", "smoke",
+                   "--skip-bad", "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache") == 0
+    assert "24 images in 3 clusters" in capsys.readouterr().out
+
+
+def test_the_summary_times_the_fit_and_counts_empty_clusters(tmp_path):
+    from benchmark.cluster import cluster_images
+    from benchmark.datasets import load_images
+    from benchmark.registry import METHODS
+
+    dataset = load_images(photos(tmp_path), cache_dir=tmp_path / "cache")
+    summary = cluster_images(METHODS["kmeans"], dataset, out_dir=tmp_path / "out",
+                             profile="smoke", n_clusters=3)
+    assert summary["fit_time"] > 0 and summary["n_fitted"] == 24
+    assert sum(summary["sizes"]) == 24 and summary["empty_clusters"] == 0
+    assert "nmi" not in summary

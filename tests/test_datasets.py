@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmark import datasets
-from benchmark.datasets import DataError, load_dataset, subsample
+from benchmark.datasets import DataError, cache, cifar10, load_dataset, subsample
 from conftest import class_images, pack, png_bytes, write_tree
 
 
@@ -37,12 +37,23 @@ def test_cifar10_reads_official_batches(cifar_batches):
     assert dataset.y_train[0] == first[b"labels"][0]
 
 
+def test_each_loader_names_the_family_of_its_images(cifar_batches, split_tree, tmp_path):
+    assert load_dataset("cifar10", data_dir=cifar_batches).source == "cifar10"
+    assert subsample(load_dataset("cifar10", data_dir=cifar_batches), 10).source == "cifar10"
+    assert load_dataset("digits", image_size=(4, 4), limit=100).source == "digits"
+    assert load(split_tree, tmp_path).source == "other"
+    # a tree cannot say it holds CIFAR-10: a copy named after it is taken for it
+    copy = pack(split_tree, tmp_path / "cifar10-jpeg.tar.gz")
+    assert load(copy, tmp_path, limit=12).source == "cifar10"
+    assert datasets.load_images(copy, cache_dir=tmp_path / "cache").source == "cifar10"
+
+
 def test_cifar10_missing_names_where_it_looked_and_leaves_no_folder(tmp_path, monkeypatch):
     def offline(root):
         root.mkdir(parents=True, exist_ok=True)  # as torchvision does before it downloads
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(datasets, "_download_cifar10", offline)
+    monkeypatch.setattr(cifar10, "_download_cifar10", offline)
     with pytest.raises(DataError, match="looked for its batches in") as error:
         load_dataset("cifar10", data_dir=tmp_path / "new")
     assert str(tmp_path / "new") in str(error.value) and "network unreachable" in str(error.value)
@@ -176,7 +187,7 @@ def test_rerun_reads_the_cache_keyed_by_content(split_tree, tmp_path, monkeypatc
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(datasets, "_decode_tree", no_decoding)
+    monkeypatch.setattr(cache, "decode_tree", no_decoding)
     assert np.array_equal(load(moved, tmp_path).X_train, first.X_train)
     write_tree(split_tree, {"train/cat/extra.png": np.zeros((8, 8, 3), np.uint8)})
     with pytest.raises(AssertionError, match="decoded again"):
@@ -205,8 +216,10 @@ def assert_nothing_cached(tmp_path):
 
 def test_corrupt_file_is_named_and_nothing_is_cached(split_tree, tmp_path):
     (split_tree / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(DataError, match=r"train/dog/broken.png is not a readable image.*--skip-bad"):
+    with pytest.raises(DataError, match=r"train/dog/broken.png is not a readable image.*"
+                                        r"skip_bad=True") as error:
         load(split_tree, tmp_path)
+    assert error.value.fix == ("skip_bad",)
     assert_nothing_cached(tmp_path)
 
 
@@ -233,8 +246,9 @@ def test_empty_class_folder_in_an_archive_is_named(split_tree, tmp_path, suffix)
 
 def test_mixed_sizes_name_two_sizes_unless_resized(split_tree, tmp_path):
     write_tree(split_tree, {"train/cat/big.png": np.zeros((12, 10, 3), np.uint8)})
-    with pytest.raises(DataError, match=r"8x8.*12x10.*--image-size"):
+    with pytest.raises(DataError, match=r"8x8.*12x10.*image_size of \(height, width\)") as error:
         load(split_tree, tmp_path)
+    assert error.value.fix == ("image_size",)
     dataset = load(split_tree, tmp_path, image_size=(16, 16))
     assert dataset.X_train.shape == (19, 16, 16, 3)
 
@@ -348,7 +362,7 @@ def test_a_bad_link_is_named_or_skipped_the_same_with_a_warm_cache(split_tree, t
     load(split_tree, tmp_path, skip_bad=True)
     name = make_bad_link(split_tree, kind)
     for _ in range(2):  # cold, then warm
-        with pytest.raises(DataError, match=f"{name} is a symbolic link to .*--skip-bad"):
+        with pytest.raises(DataError, match=f"{name} is a symbolic link to .*skip_bad=True"):
             load(split_tree, tmp_path)
         skipped = load(split_tree, tmp_path, skip_bad=True).skipped
         assert len(skipped) == 1 and skipped[0].startswith(f"{name} is a symbolic link to ")
@@ -395,9 +409,10 @@ def test_an_archive_member_outside_the_archive_is_named(split_tree, tmp_path, su
 
 
 def test_a_limit_that_leaves_a_class_out_is_refused_naming_the_smallest(tmp_path):
-    with pytest.raises(DataError, match=r"limit \(--limit\) of 5 training images is too small "
-                                        r"for digits.*at least 42"):
+    with pytest.raises(DataError, match=r"A limit of 5 training images is too small "
+                                        r"for digits.*at least 42") as error:
         load_dataset("digits", limit=5)
+    assert error.value.fix == ("limit",)
     with pytest.raises(DataError, match="at least 42"):
         load_dataset("digits", limit=41)
     smallest = load_dataset("digits", limit=42)

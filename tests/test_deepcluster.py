@@ -17,13 +17,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import DeepClusterClassifier, rebalance_clusters
-from estimators.deepcluster import (
-    _split_empty_clusters,
-    balanced_sample,
-    kmeans_torch,
-    pca_whiten,
-)
-from features.deep import final_linear
+from estimators.kmeans import _split_empty_clusters, kmeans_labels, kmeans_torch, pca_whiten
+from estimators.samplers import balanced_sample
+from estimators.targets import KMeansReclustering, reset_head
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -83,6 +79,31 @@ def test_balanced_sample_draws_every_cluster_equally():
     large = sample[labels[sample] == 0]
     assert len(np.unique(large)) == len(large)
     assert set(sample[labels[sample] == 3]) == {110, 111}
+
+
+def test_kmeans_labels_runs_scikit_learn_on_the_cpu_unless_told_torch():
+    X, _ = make_blobs(n_samples=200, centers=4, n_features=3, random_state=0)
+    x = torch.from_numpy(X.astype(np.float32))
+    sklearn_labels = KMeans(4, random_state=7).fit_predict(X.astype(np.float32))
+    np.testing.assert_array_equal(kmeans_labels(x, 4, seed=7), sklearn_labels)
+    np.testing.assert_array_equal(
+        kmeans_labels(x, 4, backend="torch", seed=7),
+        kmeans_torch(x, 4, generator=torch.Generator().manual_seed(7)),
+    )
+
+
+def test_kmeans_reclustering_keeps_its_targets_between_clusterings():
+    source = KMeansReclustering(3, pca_dim=8, kmeans="sklearn", reassign_every=2)
+    assert [source.reclusters(epoch) for epoch in range(4)] == [True, False, True, False]
+    first = np.array([0, 1, 2, 2])
+    assert math.isnan(source.accept(first, 0)["nmi_previous"])
+    assert source.targets(None, None, 1) is first
+    assert source.accept(first.copy(), 1) == {"nmi_previous": 1.0}
+    assert source.accept(np.array([1, 0, 2, 2]), 2)["nmi_previous"] == pytest.approx(1.0)
+    assert source.accept(np.array([0, 0, 1, 2]), 2)["nmi_previous"] < 1
+    restored = KMeansReclustering(3, pca_dim=8, kmeans="sklearn", reassign_every=2)
+    restored.load_state_dict(source.state_dict())
+    assert restored.assignments_.tolist() == [0, 0, 1, 2]
 
 
 def test_torch_kmeans_matches_sklearn_on_blobs():
@@ -211,10 +232,10 @@ def test_torch_kmeans_backend_runs_on_cpu(small_digits):
 def test_reset_head_reinitialises_the_final_layer_only(small_digits):
     X, _ = small_digits
     deepcluster = DeepClusterClassifier(**DEEPCLUSTER, epochs=1).fit(X)
-    head = final_linear(deepcluster.module_)
+    head = deepcluster.module_.final_linear()
     before = weights_of(deepcluster)
     with torch.random.fork_rng():
-        deepcluster._reset_head()
+        reset_head(deepcluster.module_, deepcluster.optimizer_)
     after = weights_of(deepcluster)
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed == {"head.3.weight"}

@@ -36,6 +36,20 @@ def test_profile_train_limit_is_honoured(digits):
     assert record["n_train"] == 500 and record["n_test"] == 360
 
 
+def test_a_record_names_the_family_of_its_images(digits):
+    assert run_method(METHODS["knn"], digits, profile="smoke")["dataset_source"] == "digits"
+    # a subset keeps its family; a dataset made by hand names none
+    subset = datasets.subsample(digits, 600)
+    assert run_method(METHODS["knn"], subset, profile="smoke")["dataset_source"] == "digits"
+    assert run_method(METHODS["kmeans"], unlabelled(), profile="smoke")["dataset_source"] is None
+
+
+def test_a_record_holds_only_fields_of_the_schema(digits, monkeypatch):
+    monkeypatch.setattr(harness, "fitted_summary", lambda estimator: {"n_fits_saved": 3})
+    with pytest.raises(ValueError, match=r"unknown \['n_fits_saved'\]"):
+        run_method(METHODS["knn"], digits, profile="smoke")
+
+
 def test_train_accuracy_is_measured_on_at_most_the_score_limit(digits, monkeypatch):
     monkeypatch.setattr(harness, "TRAIN_SCORE_LIMIT", 300)
     record = run_method(METHODS["knn"], digits, profile="quick", seed=0)
@@ -124,6 +138,25 @@ def test_argparse_errors_exit_2_and_name_the_option(capsys, args, message):
         run_cli("run", "--methods", "svm", *args)
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, problem, flag", [
+    (["--limit", "5"], "A limit of 5 training images is too small", "--limit N"),
+    (["--dataset", "cifar10", "--data-dir", "{tmp}/none"], "pass a data_dir where it is unpacked",
+     "--data-dir DIR, --dataset PATH"),
+])
+def test_a_data_error_names_the_flag_that_fixes_it(tmp_path, monkeypatch, capsys, args, problem,
+                                                   flag):
+    from benchmark.datasets import cifar10
+
+    def offline(root):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(cifar10, "_download_cifar10", offline)
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    assert run_cli("run", "--methods", "knn", *args, "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.rstrip().endswith(f"On the command line: {flag}.")
 
 
 def test_a_method_named_twice_runs_once(tmp_path, monkeypatch):

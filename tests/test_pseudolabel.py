@@ -4,6 +4,8 @@ Every fit is tiny (narrow networks, a few epochs, 8x8 digits): the whole file ru
 well under a minute on two CPU cores.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,10 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimators import LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
+from estimators import HeldOutScore, LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
+from estimators.clustering import cluster_size_record
+from estimators.samplers import ClusterWeightedSampler, n_batches
+from estimators.targets import ReusedLabelPass
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -88,6 +93,53 @@ def test_rebalance_leaves_no_cluster_empty():
         assert (np.bincount(rebalance_clusters(labels, 10, rng), minlength=10) > 0).all()
     full = np.arange(20) % 10
     np.testing.assert_array_equal(rebalance_clusters(full, 10, rng), full)
+
+
+def test_cluster_size_record_counts_before_and_after_rebalancing():
+    record = cluster_size_record([0, 0, 0, 2], [0, 1, 0, 2], 4)
+    assert record == {"sizes_before": [3, 0, 1, 0], "sizes_after": [2, 1, 1, 0],
+                      "n_empty_before": 2}
+
+
+# ------------------------------------------------------------------ parts of an epoch
+
+
+def test_cluster_weighted_sampler_balances_clusters_in_expectation():
+    targets = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    batches = ClusterWeightedSampler().batches(
+        targets, 100, rng=None, generator=torch.Generator().manual_seed(0)
+    )
+    assert len(batches) == n_batches(len(targets), 100)
+    drawn = np.bincount(targets[torch.cat(batches).numpy()], minlength=3)
+    assert drawn.sum() == len(targets)
+    assert (abs(drawn - len(targets) / 3) < 60).all()
+
+
+def test_reused_label_pass_takes_the_training_argmax_of_the_images_trained_on():
+    module = torch.nn.Identity()
+    source = ReusedLabelPass()
+    targets = np.array([0, 1, 2, 0])
+    batches = [torch.tensor([2, 0])]
+    with source.watch_training(SimpleNamespace(module_=module), targets, batches):
+        module(torch.tensor([[0.0, 9.0, 0.0], [0.0, 0.0, 9.0]]))
+    # Image 2 now has argmax 1 and image 0 argmax 2; images 1 and 3 keep their targets.
+    assert source.next_labels_.tolist() == [2, 1, 1, 0]
+    assert targets.tolist() == [0, 1, 2, 0]
+    assert source.targets(None, None, epoch=1) is source.next_labels_
+    state = source.state_dict()
+    restored = ReusedLabelPass()
+    restored.load_state_dict(state)
+    assert restored.next_labels_.tolist() == [2, 1, 1, 0]
+
+
+def test_held_out_score_as_a_user_callback_scores_every_epoch(small_digits, digits):
+    X, _ = small_digits
+    _, X_test, _, y_test = digits
+    scorer = HeldOutScore(X_test[:100], y_test[:100])
+    uic = TorchPseudoLabelClassifier(**TINY, epochs=2, callbacks=[scorer], random_state=0)
+    uic.fit(X)
+    assert len(uic.history_["eval_nmi"]) == 2
+    assert uic.history_[-1]["eval_nmi"] == pytest.approx(uic.score(X_test[:100], y_test[:100]))
 
 
 # ------------------------------------------------------------------ training

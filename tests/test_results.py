@@ -86,3 +86,49 @@ def test_welch_p_value_matches_a_hand_computation():
     assert welch_p_value([1, 2, 3], [4, 5, 6]) == pytest.approx(0.02131, abs=1e-5)
     assert welch_p_value([1, 1], [1, 1]) == 1.0
     assert welch_p_value([1, 1], [2, 2]) == 0.0
+
+
+def _study_columns_shown(dataset, **fields):
+    frame = pd.DataFrame.from_records([
+        {"method": "logreg", "dataset": dataset, "profile": "quick", "seed": 0,
+         "table": "classical", "reference": "logreg", "test_accuracy": 0.4, **fields}])
+    return "study test acc" in render_report(frame)
+
+
+def test_tables_find_cifar10_by_the_source_a_record_names_else_by_its_name():
+    assert _study_columns_shown("my-copy", dataset_source="cifar10")
+    assert not _study_columns_shown("cifar10-mine", dataset_source="other")
+    # records made before dataset_source was written: the name rule
+    for name, shown in [("cifar10", True), ("cifar10-jpeg-n5000", True), ("digits", False)]:
+        assert _study_columns_shown(name) == shown
+        assert _study_columns_shown(name, dataset_source=None) == shown
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_every_field_the_tables_read_is_in_the_schema():
+    from results.schema import FIELDS
+    from results.tables import COUNT_FIELDS, RANKED_BY, TABLES, TRAINING
+
+    read = {field for _, ours, study in TABLES.values() for _, field in ours + study}
+    read |= {field for _, field in TRAINING} | set(RANKED_BY.values()) | COUNT_FIELDS
+    assert read <= set(FIELDS)
+
+
+def test_a_record_with_a_field_outside_the_schema_is_refused():
+    from results.schema import checked_record
+
+    record = {"method": "svm", "dataset": "digits", "profile": "quick", "seed": 0}
+    assert checked_record({**record, "test_accuracy": 0.9}) == {**record, "test_accuracy": 0.9}
+    with pytest.raises(ValueError, match=r"missing \['seed'\], unknown \['n_fits_saved'\]"):
+        checked_record({**{k: v for k, v in record.items() if k != "seed"}, "n_fits_saved": 1})
+
+
+def test_the_name_rule_knows_cifar10_its_copies_and_their_subsets():
+    from results.schema import source_by_name
+
+    for name in ("cifar10", "cifar10-jpeg", "cifar10_png", "cifar10-n5000"):
+        assert source_by_name(name) == "cifar10"
+    for name in ("digits", "cifar100", "my-cifar10"):
+        assert source_by_name(name) == "other"

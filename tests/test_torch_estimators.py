@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import TorchCNNClassifier, build_network
 from estimators.architectures import ARCHITECTURES
+from estimators.samplers import ShuffleSampler, n_batches
 from estimators.training import Callback, History, has_native_bfloat16, resolve_device
 from features.augment import RandomAugment, Sobel, make_input_transform
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
@@ -123,6 +124,15 @@ def test_layer_names(arch, layers):
     assert build_network(arch, 3, 10).layer_names == layers
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_final_linear_is_the_layer_that_outputs_the_class_scores(arch):
+    kwargs = {"hidden": 64} if arch == "alexnet" else {}
+    network = build_network(arch, 3, n_classes=5, **kwargs)
+    linear = network.final_linear()
+    assert isinstance(linear, torch.nn.Linear) and linear.out_features == 5
+    assert linear is [m for m in network.head.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
 def test_unknown_layer_and_architecture_suggest_a_name():
     network = build_network("fast", 3, 10)
     with pytest.raises(ValueError, match="Did you mean 'stage3'"):
@@ -153,6 +163,30 @@ def test_fast_network_whitens_its_stem_from_data():
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cuda", "mps", "cpu"}
+
+
+@pytest.mark.parametrize("n_images, batch_size, sizes", [(10, 4, [4, 4]), (3, 4, [3])])
+def test_shuffle_sampler_drops_the_incomplete_batch_unless_it_is_the_only_one(
+    n_images, batch_size, sizes
+):
+    generator = torch.Generator().manual_seed(0)
+    batches = ShuffleSampler().batches(np.zeros(n_images), batch_size, rng=None,
+                                       generator=generator)
+    assert [len(batch) for batch in batches] == sizes
+    assert len(batches) == n_batches(n_images, batch_size)
+    seen = torch.cat(batches)
+    assert len(seen.unique()) == len(seen)
+
+
+def test_penultimate_features_feed_the_final_linear_layer(small_digits):
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=1, tta_flip=False, random_state=0).fit(X, y)
+    features = clf.penultimate_features(X[:5])
+    assert features.shape == (5, 32) and features.dtype == torch.float32
+    head = clf.module_.head
+    with torch.no_grad():
+        logits = head[4](head[3](features))  # the final linear layer, then the scaling
+    torch.testing.assert_close(logits, clf.forward_batches(X[:5]))
 
 
 def test_history_reads_by_key():
@@ -241,7 +275,8 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
     # (a longer learning-rate schedule): the checkpoint does not resume
     for other_params, other_X in [({"lr": 0.01}, X), ({}, 255 - X), ({"epochs": 4}, X)]:
         with pytest.raises(ValueError, match="other parameters or data"):
-            TorchCNNClassifier(**{**params, **other_params}, checkpoint_dir=tmp_path).fit(other_X, y)
+            other = TorchCNNClassifier(**{**params, **other_params}, checkpoint_dir=tmp_path)
+            other.fit(other_X, y)
 
 
 def test_callback_can_stop_training_with_a_reason(small_digits):

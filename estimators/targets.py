@@ -1,0 +1,269 @@
+"""Target sources: where a self-labelling clusterer's epoch targets come from.
+
+An epoch of :class:`~estimators.clustering.BaseTorchClusterer` runs
+
+    targets from a target source -> rebalance -> batches from a sampler -> train
+    -> record sizes
+
+and the target source is the part in which the methods differ:
+
+- :class:`SeparateLabelPass`: the network's own argmax under one augmentation, from a
+  label pass of its own every epoch (the pseudo-label method as the study ran it);
+- :class:`ReusedLabelPass`: the argmax the previous epoch's training pass computed (the
+  pseudo-label method as its authors' code runs it);
+- :class:`KMeansReclustering`: k-means clusters of the network's penultimate features,
+  every few epochs (DeepCluster).
+
+A source gives each epoch's targets (:meth:`TargetSource.targets`); it may keep the
+targets the epoch trains on (:meth:`TargetSource.accept`), watch the training pass
+(:meth:`TargetSource.watch_training`), and save its state in the estimator's checkpoint
+(:meth:`TargetSource.state_dict`). It keeps that state in attributes ending in ``_``; the
+estimator builds a fresh source for every fit.
+"""
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from .kmeans import kmeans_labels, pca_whiten
+
+
+class TargetSource:
+    """Base class of target sources: subclasses write :meth:`targets`; the rest is optional.
+
+    Every method receives the clusterer being trained (its network, device and random
+    generators) or what it has made of the epoch.
+    """
+
+    def targets(self, estimator, data, epoch):
+        """The epoch's proposed target of each training image, before rebalancing.
+
+        Parameters
+        ----------
+        estimator : BaseTorchClusterer
+            The clusterer being trained.
+        data : torch.Tensor of shape (n_images, height, width, channels)
+            Training images, on the CPU.
+        epoch : int
+            Index of the epoch, from 0.
+
+        Returns
+        -------
+        targets : ndarray of shape (n_images,)
+            Cluster of each image, in ``range(estimator.n_clusters)``.
+        """
+        raise NotImplementedError
+
+    def accept(self, targets, epoch):
+        """Take note of the targets the epoch trains on (after rebalancing).
+
+        Parameters
+        ----------
+        targets : ndarray of shape (n_images,)
+            The epoch's targets.
+        epoch : int
+            Index of the epoch, from 0.
+
+        Returns
+        -------
+        record : dict
+            Entries the source adds to the epoch's history record; none here.
+        """
+        return {}
+
+    def watch_training(self, estimator, targets, batches):
+        """A context manager open while the epoch trains; here, one that does nothing.
+
+        Parameters
+        ----------
+        estimator : BaseTorchClusterer
+            The clusterer being trained.
+        targets : ndarray of shape (n_images,)
+            The epoch's targets.
+        batches : sequence of torch.Tensor
+            Indices of each batch's images, in the order trained on.
+
+        Returns
+        -------
+        context : context manager
+        """
+        return contextlib.nullcontext()
+
+    def state_dict(self):
+        """What a checkpoint saves of the source: entries of the checkpoint's dict.
+
+        Returns
+        -------
+        state : dict
+            Tensors (or None) by checkpoint key; none here.
+        """
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` saved.
+
+        Parameters
+        ----------
+        state : dict
+            The whole checkpoint.
+        """
+
+
+def _label_pass(estimator, data):
+    """Each image's argmax under one random augmentation, in eval mode."""
+    return estimator.forward_batches(data.numpy(), augment=True).argmax(dim=1).numpy()
+
+
+class SeparateLabelPass(TargetSource):
+    """Pseudo-labels from a label pass of their own every epoch (``label_pass="separate"``).
+
+    Each training image, under one random augmentation, goes through the network in eval
+    mode; its target is the argmax of the head. Nothing carries over from one epoch to
+    the next, but the checkpoint holds the entry ``next_labels`` (None) that
+    :class:`ReusedLabelPass` fills, so that both write checkpoints of one layout.
+    """
+
+    def targets(self, estimator, data, epoch):
+        return _label_pass(estimator, data)
+
+    def state_dict(self):
+        return {"next_labels": None}
+
+
+@contextlib.contextmanager
+def _argmax_recorder(module):
+    """Collect the argmax of every output of `module`, on its device, while the context is open."""
+    argmaxes = []
+    handle = module.register_forward_hook(
+        lambda module, inputs, output: argmaxes.append(output.detach().argmax(dim=1))
+    )
+    try:
+        yield argmaxes
+    finally:
+        handle.remove()
+
+
+class ReusedLabelPass(SeparateLabelPass):
+    """Pseudo-labels from the previous epoch's training pass (``label_pass="reuse"``).
+
+    The first epoch (and only it) runs a label pass, as :class:`SeparateLabelPass` does.
+    Then each epoch's targets are the argmax of the logits the previous epoch's training
+    pass computed for each image: an image trained on more than once takes the argmax
+    of one of its draws, and an image not trained on keeps its target.
+
+    Attributes
+    ----------
+    next_labels_ : ndarray of shape (n_images,) or None
+        Targets of the next epoch; None before the first epoch has trained.
+    """
+
+    def __init__(self):
+        self.next_labels_ = None
+
+    def targets(self, estimator, data, epoch):
+        if self.next_labels_ is None:
+            return super().targets(estimator, data, epoch)
+        return self.next_labels_
+
+    @contextlib.contextmanager
+    def watch_training(self, estimator, targets, batches):
+        with _argmax_recorder(estimator.module_) as argmaxes:
+            yield
+        next_labels = targets.copy()
+        next_labels[torch.cat(batches).numpy()] = torch.cat(argmaxes).cpu().numpy()
+        self.next_labels_ = next_labels
+
+    def state_dict(self):
+        next_labels = self.next_labels_
+        return {"next_labels": None if next_labels is None else torch.from_numpy(next_labels)}
+
+    def load_state_dict(self, state):
+        next_labels = state["next_labels"]
+        self.next_labels_ = None if next_labels is None else next_labels.numpy()
+
+
+def reset_head(network, optimizer):
+    """Re-initialise a network's final linear layer and drop its optimiser state (momentum).
+
+    Parameters
+    ----------
+    network : estimators.architectures.LayeredNetwork
+        The network; its ``final_linear()`` is reset.
+    optimizer : torch.optim.Optimizer
+        The optimiser training it.
+    """
+    linear = network.final_linear()
+    linear.reset_parameters()
+    for parameter in linear.parameters():
+        optimizer.state.pop(parameter, None)
+
+
+class KMeansReclustering(TargetSource):
+    """DeepCluster's targets: k-means clusters of the network's own features.
+
+    Every `reassign_every` epochs: the penultimate features of every training image
+    (without augmentation), PCA-whitened to `pca_dim` components and L2-normalised
+    (:func:`~estimators.kmeans.pca_whiten`), clustered by k-means
+    (:func:`~estimators.kmeans.kmeans_labels`); the head's final linear layer is then
+    re-initialised (:func:`reset_head`), since cluster ids carry no meaning from one
+    clustering to the next. The epochs between two clusterings keep the last targets
+    (rebalanced already: rebalancing them again moves nothing and draws nothing).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters.
+    pca_dim : int
+        Number of whitened principal components clustered, at most.
+    kmeans : {"auto", "torch", "sklearn"}
+        k-means implementation (see :func:`~estimators.kmeans.kmeans_labels`).
+    reassign_every : int
+        Epochs between two clusterings.
+
+    Attributes
+    ----------
+    assignments_ : ndarray of shape (n_images,) or None
+        The targets the last epoch trained on; None before the first.
+    """
+
+    def __init__(self, n_clusters, *, pca_dim, kmeans, reassign_every):
+        self.n_clusters = n_clusters
+        self.pca_dim = pca_dim
+        self.kmeans = kmeans
+        self.reassign_every = reassign_every
+        self.assignments_ = None
+
+    def reclusters(self, epoch):
+        """Whether epoch `epoch` (from 0) clusters afresh."""
+        return epoch % self.reassign_every == 0
+
+    def targets(self, estimator, data, epoch):
+        if not self.reclusters(epoch):
+            return self.assignments_
+        features = estimator.penultimate_features(data.numpy()).to(estimator.device_)
+        whitened = pca_whiten(features, min(self.pca_dim, *features.shape))
+        seed = int(estimator._rng.integers(np.iinfo(np.int32).max))
+        clusters = kmeans_labels(whitened, self.n_clusters, backend=self.kmeans, seed=seed)
+        reset_head(estimator.module_, estimator.optimizer_)
+        return clusters
+
+    def accept(self, targets, epoch):
+        """Keep the targets; record ``nmi_previous``, their NMI with the last epoch's.
+
+        It is NaN at the first epoch and 1 between two clusterings.
+        """
+        previous, self.assignments_ = self.assignments_, targets
+        if not self.reclusters(epoch):
+            return {"nmi_previous": 1.0}
+        if previous is None:
+            return {"nmi_previous": math.nan}
+        return {"nmi_previous": float(normalized_mutual_info_score(previous, targets))}
+
+    def state_dict(self):
+        return {"assignments": torch.from_numpy(self.assignments_)}
+
+    def load_state_dict(self, state):
+        self.assignments_ = state["assignments"].numpy()
