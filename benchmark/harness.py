@@ -127,9 +127,11 @@ def environment():
     Returns
     -------
     environment : dict
-        ``cpu`` (model name), ``cpus`` (logical cores), ``cpu_capability`` (the vector
-        instruction set torch's kernels use), ``cpu_bfloat16`` (whether the CPU computes
-        bfloat16 natively: AMX or AVX512_BF16), ``accelerator`` (GPU name or None),
+        ``cpu`` (model name), ``cpus`` (logical cores), ``torch_threads`` (torch's
+        intra-op threads: a network's figures depend on them, as its kernels split sums
+        by thread), ``cpu_capability`` (the vector instruction set torch's kernels use),
+        ``cpu_bfloat16`` (whether the CPU computes bfloat16 natively: AMX or
+        AVX512_BF16), ``accelerator`` (GPU name or None),
         ``python`` and package versions, and ``commit`` (the toolkit's git commit, with
         ``+changes`` when its files differ from it; None outside a git checkout).
     """
@@ -139,6 +141,7 @@ def environment():
     return {
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bfloat16": bool(torch.cpu._is_amx_tile_supported()
                              or torch.cpu._is_avx512_bf16_supported()),

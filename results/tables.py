@@ -223,8 +223,9 @@ def _environments(frame):
 def describe_environment(environment):
     """One line naming a record's machine, package versions and commit.
 
-    The machine: CPU model, logical cores, the instruction set torch's CPU kernels use and
-    whether bfloat16 is native there, and the GPU, if any.
+    The machine: CPU model, logical cores (and torch's threads, where recorded), the
+    instruction set torch's CPU kernels use and whether bfloat16 is native there, and the
+    GPU, if any.
     """
     cpu = environment.get("cpu", "CPU model not recorded")
     if "cpu_capability" in environment:
@@ -236,8 +237,11 @@ def describe_environment(environment):
     commit = environment.get("commit")
     # a short hash, and "+changes" where the code differed from it
     commit = f"commit {commit[:12]}{commit[40:]}" if commit else "commit not recorded"
-    return ", ".join([cpu, f"{environment['cpus']} CPUs", accelerator,
-                      f"Python {environment['python']}", *versions, commit])
+    cpus = f"{environment['cpus']} CPUs"
+    if "torch_threads" in environment:
+        cpus += f" ({environment['torch_threads']} torch threads)"
+    return ", ".join([cpu, cpus, accelerator, f"Python {environment['python']}", *versions,
+                      commit])
 
 
 def _cell(mean, std, field):

@@ -41,21 +41,25 @@ def test_store_writes_whole_records_or_nothing(tmp_path):
 
 def test_report_names_the_machines_the_records_were_measured_on(tmp_path):
     store = ResultStore(tmp_path)
-    gpu = {"cpu": "AMD EPYC 9654", "cpus": 16, "cpu_capability": "AVX512", "cpu_bfloat16": True,
-           "accelerator": "NVIDIA H200", "python": "3.12.3", "torch": "2.11.0",
-           "scikit-learn": "1.9.1", "commit": "0123456789abcdef0123456789abcdef01234567"}
-    cpu = {**gpu, "cpu": "Intel Xeon", "cpus": 2, "cpu_bfloat16": False, "accelerator": None,
-           "torch": "2.14.1", "commit": "fedcba9876543210fedcba9876543210fedcba98+changes"}
+    gpu = {"cpu": "AMD EPYC 9654", "cpus": 16, "torch_threads": 16, "cpu_capability": "AVX512",
+           "cpu_bfloat16": True, "accelerator": "NVIDIA H200", "python": "3.12.3",
+           "torch": "2.11.0", "scikit-learn": "1.9.1",
+           "commit": "0123456789abcdef0123456789abcdef01234567"}
+    cpu = {**gpu, "cpu": "Intel Xeon", "cpus": 2, "torch_threads": 2, "cpu_bfloat16": False,
+           "accelerator": None, "torch": "2.14.1",
+           "commit": "fedcba9876543210fedcba9876543210fedcba98+changes"}
     old = {"python": "3.11.7", "cpus": 2, "accelerator": None}  # before machines were named
     for method, environment in [("knn", cpu), ("svm", gpu), ("rf", gpu), ("logreg", old)]:
         store.write({"method": method, "dataset": "digits", "profile": "quick", "seed": 0,
                      "table": "classical", "reference": None, "test_accuracy": 0.9,
                      "environment": environment})
     report = render_report(store.to_frame())
-    assert ("- AMD EPYC 9654 (AVX512, native bfloat16), 16 CPUs, NVIDIA H200, Python 3.12.3, "
-            "torch 2.11.0, scikit-learn 1.9.1, commit 0123456789ab: 2 records") in report
-    assert ("- Intel Xeon (AVX512, no native bfloat16), 2 CPUs, no GPU, Python 3.12.3, "
-            "torch 2.14.1, scikit-learn 1.9.1, commit fedcba987654+changes: 1 record") in report
+    assert ("- AMD EPYC 9654 (AVX512, native bfloat16), 16 CPUs (16 torch threads), NVIDIA H200, "
+            "Python 3.12.3, torch 2.11.0, scikit-learn 1.9.1, commit 0123456789ab: 2 records"
+            ) in report
+    assert ("- Intel Xeon (AVX512, no native bfloat16), 2 CPUs (2 torch threads), no GPU, "
+            "Python 3.12.3, torch 2.14.1, scikit-learn 1.9.1, commit fedcba987654+changes: "
+            "1 record") in report
     assert ("- CPU model not recorded, 2 CPUs, no GPU, Python 3.11.7, commit not recorded: "
             "1 record") in report
 
