@@ -14,6 +14,11 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "cnn": ["TorchCNNClassifier"],
         "deepcluster": ["DeepClusterClassifier"],
         "metrics": ["cluster_sizes", "clustering_accuracy", "clustering_scores"],
+        "losses": [
+            "class_balancing_weights", "confident_targets", "mean_assignment_entropy",
+            "nt_xent", "scan_loss", "self_labelling_loss",
+        ],
+        "neighbours": ["mine_neighbours", "neighbour_accuracy"],
         "probe": ["LinearProbe"],
         "pseudolabel": ["TorchPseudoLabelClassifier"],
         "training": ["BaseTorchEstimator", "Callback", "Checkpoint", "History", "resolve_device"],
