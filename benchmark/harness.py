@@ -137,14 +137,15 @@ def environment():
     """
     import torch  # loaded only when a row is recorded
 
+    from estimators.training import has_native_bfloat16
+
     packages = ("unlabelled-image-benchmark", "scikit-learn", "numpy", "torch")
     return {
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_bfloat16": bool(torch.cpu._is_amx_tile_supported()
-                             or torch.cpu._is_avx512_bf16_supported()),
+        "cpu_bfloat16": has_native_bfloat16(torch.device("cpu")),
         "accelerator": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         **{name: _installed_version(name) for name in packages},
@@ -265,12 +266,26 @@ def _route_checkpoints(estimator, checkpoint_dir):
     })
 
 
-def torch_parts(estimator):
-    """The estimator, its pipeline steps, and the fitted networks they hold (``backbone_``)."""
+def fitted_parts(estimator, held):
+    """The estimator, its pipeline steps, and the fitted estimator each holds as `held`.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted estimator or pipeline.
+    held : str
+        Name of a fitted attribute holding an estimator: ``"backbone_"`` (a network a probe
+        or deep-feature step read), ``"classifier_"`` (a probe's classifier).
+
+    Returns
+    -------
+    parts : list of estimator
+        Each once, in that order.
+    """
     parts = [estimator]
     if isinstance(estimator, Pipeline):
         parts += [step for _, step in estimator.steps]
-    parts += [part.backbone_ for part in parts if getattr(part, "backbone_", None) is not None]
+    parts += [getattr(part, held) for part in parts if getattr(part, held, None) is not None]
     return list({id(part): part for part in parts}.values())
 
 
@@ -281,7 +296,7 @@ def resumed_training(estimator):
     their times, come back in the network's history.
     """
     epochs, seconds = 0, 0.0
-    for part in torch_parts(estimator):
+    for part in fitted_parts(estimator, "backbone_"):
         resumed = getattr(part, "n_resumed_epochs_", 0)
         if resumed:
             epochs += resumed
@@ -422,11 +437,8 @@ def requested_clusters(estimator):
 def fitted_summary(estimator):
     """Fitted attributes worth recording, from the estimator, every pipeline step, and a
     probe's classifier."""
-    steps = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else []
-    parts = [estimator, *steps]
-    parts += [part.classifier_ for part in parts if hasattr(part, "classifier_")]
     summary = {}
-    for part in parts:
+    for part in fitted_parts(estimator, "classifier_"):
         for attribute, key in FITTED_SUMMARY.items():
             value = getattr(part, attribute, None)
             if value is not None and key not in summary:

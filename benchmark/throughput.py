@@ -5,9 +5,10 @@
 Each architecture trains two epochs on random 32x32 colour images with the study's
 augmentation, in each precision asked for (``--precisions float32,bfloat16``; "auto" is
 what training picks on this device); the second epoch is timed (the first warms up
-kernels and caches), from its own history record, which ends on a device synchronisation. The same is done for the
-end-to-end pseudo-label estimator with each ``label_pass``: "separate" labels the images
-in a forward pass of its own, "reuse" takes them from the previous epoch's training pass.
+kernels and caches), from its own history record, which ends on a device
+synchronisation. The same is done for the end-to-end pseudo-label estimator with each
+``label_pass``: "separate" labels the images in a forward pass of its own, "reuse" takes
+them from the previous epoch's training pass.
 """
 
 import argparse
@@ -102,9 +103,8 @@ def main(argv=None):
         }
         label_rows.append([name, f"{seconds['separate']:.1f}", f"{seconds['reuse']:.1f}",
                            f"{seconds['reuse'] / seconds['separate']:.2f}"])
-    speed_headers = [f"train img/s, {auto if precision == 'auto' else precision}"
-                     + (" (auto)" if precision == "auto" else "")
-                     for precision in args.precisions]
+    speed_headers = [f"train img/s, {auto} (auto)" if precision == "auto"
+                     else f"train img/s, {precision}" for precision in args.precisions]
     table = tabulate(rows, headers=["architecture", "input", "network input", *speed_headers,
                                     "issue 4's figure, img/s"],
                      tablefmt="github", disable_numparse=True)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .schema import SIZES_AFTER, SIZES_BEFORE, is_quality_key  # noqa: E402
-from .store import record_key  # noqa: E402
+from .store import row_key  # noqa: E402
 
 
 def render_plots(records, out_dir):
@@ -34,7 +34,7 @@ def render_plots(records, out_dir):
     plots = []
     for (method, dataset, profile), runs in _seeds_of_each_row(records).items():
         histories = {record["seed"]: record.get("history") or [] for record in runs}
-        key = record_key(method, dataset, profile, "s")
+        key = f"{row_key(method, dataset, profile)}__seeds"
         first = histories[min(histories)]
         if first and all(name in first[0] for name in (SIZES_BEFORE, SIZES_AFTER)):
             path = Path("plots") / f"{key}-cluster-sizes.png"

@@ -63,8 +63,22 @@ def record_key(method, dataset, profile, seed):
     -------
     key : str
     """
-    raw = f"{method}__{dataset}__{profile}__seed{seed}"
-    return re.sub(r"[^A-Za-z0-9_.=\-]", "_", raw)
+    return f"{row_key(method, dataset, profile)}__seed{int(seed)}"
+
+
+def row_key(method, dataset, profile):
+    """File-name-safe key of one row of a report: a method on a dataset, every seed of it.
+
+    Parameters
+    ----------
+    method, dataset, profile : str
+        What ran, on what, with which settings.
+
+    Returns
+    -------
+    key : str
+    """
+    return re.sub(r"[^A-Za-z0-9_.=\-]", "_", f"{method}__{dataset}__{profile}")
 
 
 class ResultStore:
