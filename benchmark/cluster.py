@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import softmax
+from sklearn.base import is_clusterer
 
 from results import atomic_write
 from results.plots import contact_sheet, plot_sizes
@@ -57,7 +58,11 @@ def cluster_images(method, dataset, *, out_dir, profile="quick", seed=0, n_clust
     if not 1 <= n_clusters <= n_fitted:
         raise DataError(f"Cannot make {n_clusters} clusters of {n_fitted} images; ask for "
                         f"1 to {n_fitted} clusters.")
-    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters)
+    estimator = method.estimator(profile, seed=seed, n_classes=n_clusters, n_train=n_fitted)
+    if not is_clusterer(estimator):
+        raise DataError(f"{method.name} learns features and makes no clusters; the cluster "
+                        "command needs a clustering method (python -m benchmark list shows "
+                        "them), such as one that reads its features.")
     fit_time, _ = timed_fit(estimator, train.X_train)
     X = dataset.X_train
     labels = estimator.predict(X)

@@ -13,15 +13,20 @@ import numpy as np
 from sklearn.base import is_clusterer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
+from sklearn.utils import get_tags
 
 from estimators import cluster_sizes, clustering_scores
+from estimators.neighbours import mine_neighbours, neighbour_accuracy, weighted_knn_accuracy
 from results.schema import checked_record
 from search import clear_cache, count_fits
 
 from .datasets import DataError, subsample
 
-# Most training images a supervised row's train accuracy is measured on.
+# Most training images a supervised row's train accuracy, and an encoder's neighbour
+# accuracy, are measured on.
 TRAIN_SCORE_LIMIT = 10_000
+# Neighbours per image of an encoder's neighbour accuracy: SCAN's mining.
+N_NEIGHBOURS_SCORED = 20
 # Fitted attributes worth keeping in a record, and the fields (results.schema) they fill.
 FITTED_SUMMARY = {
     "n_components_": "pca_components",
@@ -63,7 +68,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     """
     check_runnable(method, dataset)
     train = training_part(dataset, method.train_limit(profile), seed)
-    estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes)
+    estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=dataset.n_classes,
+                                 n_train=len(train.X_train))
     if checkpoint_dir is not None:
         _route_checkpoints(estimator, checkpoint_dir)
     record = {
@@ -95,6 +101,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         fitted_backbones.keep(estimator, train.X_train)
     if is_clusterer(estimator):
         record.update(clustering_record(estimator, train, dataset))
+    elif is_encoder(estimator):
+        record.update(encoder_record(estimator, train, dataset, seed=seed))
     else:
         record.update(supervised_record(estimator, train, dataset, seed=seed))
     record.update(fitted_summary(estimator))
@@ -196,7 +204,8 @@ def _installed_version(name):
 
 
 class BackboneCache:
-    """The last few torch clusterers a run fitted, lent to probes that would train them again.
+    """The last few torch networks a run fitted without labels, lent to the rows that would
+    train them again.
 
     Training is seeded, so a backbone with the same class, parameters (checkpoint folders
     aside) and training images trains to the same network: lending the fitted one changes
@@ -214,7 +223,8 @@ class BackboneCache:
         self._fitted = {}
 
     def keep(self, estimator, X):
-        """Remember the torch clusterers fitted on `X`: `estimator`, or its fitted backbones.
+        """Remember the torch networks fitted on `X` without labels: `estimator`, or its
+        fitted backbones.
 
         A backbone (a ``backbone`` parameter, nested ones too) is kept under its unfitted
         parameters, so that :meth:`lend` finds it for the next row that would train it.
@@ -226,8 +236,11 @@ class BackboneCache:
                 owner = params[name.removesuffix("__backbone")] if "__" in name else estimator
                 fitted.append((template, getattr(owner, "backbone_", None)))
         for template, network in fitted:
-            if is_clusterer(network) and hasattr(network, "module_"):
-                self._fitted[self._key(template, X)] = network
+            if hasattr(network, "module_") and learns_without_labels(network):
+                key = self._key(template, X)
+                # the most recently used network is the last one evicted
+                self._fitted.pop(key, None)
+                self._fitted[key] = network
         while len(self._fitted) > self.size:
             del self._fitted[next(iter(self._fitted))]
 
@@ -255,6 +268,11 @@ class BackboneCache:
             params["max_samples"] = None
         data = hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
         return type(estimator).__name__, repr(sorted(params.items())), X.shape, data
+
+
+def learns_without_labels(estimator):
+    """Whether `estimator` is fitted without labels (a clusterer, an encoder)."""
+    return not get_tags(estimator).target_tags.required
 
 
 def _route_checkpoints(estimator, checkpoint_dir):
@@ -373,6 +391,34 @@ def supervised_record(estimator, train, dataset, *, seed=0):
         "precision": precision, "recall": recall, "f1": f1,
         "predict_time": predict_time,
     }
+
+
+def is_encoder(estimator):
+    """Whether `estimator` learns features, neither classifying nor clustering images."""
+    return hasattr(estimator, "transform") and not hasattr(estimator, "predict")
+
+
+def encoder_record(estimator, train, dataset, *, seed=0):
+    """How well an encoder's features sort images by class, where labels exist to tell.
+
+    ``knn_accuracy``: weighted kNN (k = 200, cosine) of the test images against the
+    training images (:func:`estimators.neighbours.weighted_knn_accuracy`);
+    ``neighbour_accuracy``: the share of the 20 nearest neighbours of each of at most
+    ``TRAIN_SCORE_LIMIT`` training images (a seeded, stratified sample) that share its
+    class, what bounds SCAN's neighbour clustering. Labels only score the features: the
+    encoder never saw them.
+    """
+    if train.y_train is None:
+        return {}
+    train_features = estimator.transform(train.X_train)
+    record = {}
+    if dataset.X_test is not None:
+        record["knn_accuracy"] = weighted_knn_accuracy(
+            train_features, train.y_train, estimator.transform(dataset.X_test), dataset.y_test)
+    scored = subsample(train, TRAIN_SCORE_LIMIT, seed=seed)
+    neighbours = mine_neighbours(estimator.transform(scored.X_train), N_NEIGHBOURS_SCORED)
+    record["neighbour_accuracy"] = neighbour_accuracy(neighbours, scored.y_train)
+    return record
 
 
 def clustering_record(estimator, train, dataset):

@@ -10,7 +10,16 @@ Profiles are data here, never branches in estimator code: ``smoke`` runs in seco
 tests, ``quick`` fits a 2-core CPU in minutes, ``paper`` is the study's settings.
 """
 
-from .methods import classical, cnn, deepcluster, kmeans, learned, networks, pseudolabel
+from .methods import (
+    classical,
+    cnn,
+    deepcluster,
+    kmeans,
+    learned,
+    networks,
+    pseudolabel,
+    selfsupervised,
+)
 from .methods.row import (
     HARNESS_SETTINGS,
     N_CLUSTERS,
@@ -35,7 +44,7 @@ __all__ = [
 
 # The families, in the order of ``python -m benchmark list``; within it, each row that
 # borrows a network comes right after the row it borrows from.
-FAMILIES = (classical, cnn, pseudolabel, learned, deepcluster, kmeans)
+FAMILIES = (classical, cnn, pseudolabel, selfsupervised, learned, deepcluster, kmeans)
 # name -> (title, ``make(seed, n_jobs)``) of each classical model.
 CLASSICAL_MODELS = {name: (model.title, model.make) for name, model in classical.MODELS.items()}
 # name -> (architecture, title, fixed parameters) of each network.
@@ -147,8 +156,8 @@ def describe_method(method, profile, *, seed=0, n_jobs=-1, n_classes=None):
         One line per setting and parameter.
     """
     estimator = method.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes)
-    borrows = (f"{method.borrows} (the row reads layer {method.layer} of its network)"
-               if method.borrows else None)
+    read = f"layer {method.layer}" if method.layer else "the penultimate features"
+    borrows = f"{method.borrows} (the row reads {read} of its network)" if method.borrows else None
     run = f"seed {seed}, n_jobs {n_jobs}, {n_classes or 10} classes"
     lines = [
         f"{method.name} under profile {profile} ({run})",

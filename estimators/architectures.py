@@ -61,6 +61,14 @@ class LayeredNetwork(nn.Module):
             raise ValueError(f"The head of {type(self).__name__} has no linear layer.")
         return linears[-1]
 
+    def representation_reader(self):
+        """The module whose input is the network's penultimate features: the final linear layer.
+
+        Networks that replace the classifier (:class:`ContrastiveNetwork`,
+        :class:`MultiHeadNetwork`) name the module that reads their representation instead.
+        """
+        return self.final_linear()
+
     def forward(self, x):
         """Class scores (logits) of a batch of images."""
         for layer in self.layers.values():
@@ -326,6 +334,152 @@ class FastNet(LayeredNetwork):
         filters = filters.reshape(-1, stem.in_channels, size, size)
         stem.weight.copy_(torch.cat((filters, -filters)))
         stem.weight.requires_grad_(False)
+
+
+def _split_head(network):
+    """The head's layers before its final linear one, and the final linear layer's width in.
+
+    Every architecture's head is a sequence whose final linear layer is one of its own
+    items; what comes before it makes the network's penultimate features.
+    """
+    final = network.final_linear()
+    items = list(network.head)
+    index = next(i for i, item in enumerate(items) if item is final)
+    return nn.Sequential(*items[:index]), final.in_features
+
+
+class ContrastiveNetwork(LayeredNetwork):
+    """A network's body and pooling, under SimCLR's projection head instead of its classifier.
+
+    The network's final linear layer (and anything after it) is replaced by a two-layer
+    MLP, ``projection``: linear, batch norm, ReLU, linear (Chen et al. 2020). What feeds the
+    projection is the network's penultimate features, the representation that contrastive
+    training learns and that is read afterwards; the projection serves the loss only.
+
+    Parameters
+    ----------
+    network : LayeredNetwork
+        A freshly built network (its layers are taken over, not copied).
+    projection_dim : int, default=128
+        Width of the projection's output, where the contrastive loss compares views.
+    hidden_dim : int, default=None
+        Width of the projection's hidden layer; None: the representation's width.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = ContrastiveNetwork(build_network("fast", 3, 10, widths=(8, 16, 16)), 32)
+    >>> net(torch.zeros(2, 3, 8, 8)).shape, net.represent(torch.zeros(2, 3, 8, 8)).shape
+    (torch.Size([2, 32]), torch.Size([2, 16]))
+    """
+
+    def __init__(self, network, projection_dim=128, hidden_dim=None):
+        pooling, width = _split_head(network)
+        hidden_dim = hidden_dim or width
+        self.representation_dim = width
+        projection = nn.Sequential(
+            nn.Linear(width, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, projection_dim),
+        )
+        super().__init__(dict(network.layers), nn.Sequential(pooling, projection))
+
+    @property
+    def projection(self):
+        """The projection head: its input is the representation."""
+        return self.head[1]
+
+    def representation_reader(self):
+        """The projection head."""
+        return self.projection
+
+    def represent(self, x):
+        """The representation of a batch: the projection head's input."""
+        for layer in self.layers.values():
+            x = layer(x)
+        return self.head[0](x)
+
+
+class ClusteringHeads(nn.Module):
+    """Several linear clustering heads side by side, one of them chosen to predict.
+
+    SCAN trains several heads at once and keeps the one of lowest loss (Van Gansbeke et al.
+    2020). ``forward`` gives the chosen head's logits; :meth:`all_heads` gives every head's.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the representation the heads read.
+    n_clusters : int
+        Clusters, the width of each head.
+    n_heads : int, default=1
+        Number of heads.
+    """
+
+    def __init__(self, in_features, n_clusters, n_heads=1):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(in_features, n_clusters) for _ in range(n_heads))
+        self.register_buffer("chosen", torch.zeros((), dtype=torch.long))
+
+    def all_heads(self, x):
+        """Logits of every head, of shape (n_heads, n_images, n_clusters)."""
+        return torch.stack([head(x) for head in self.heads])
+
+    def forward(self, x):
+        """Logits of the chosen head."""
+        return self.heads[int(self.chosen)](x)
+
+
+class MultiHeadNetwork(LayeredNetwork):
+    """A trained network's body and pooling under several clustering heads (SCAN's model).
+
+    Parameters
+    ----------
+    network : LayeredNetwork
+        A network whose penultimate features the heads read (a
+        :class:`ContrastiveNetwork`'s representation, or any network's input to its final
+        linear layer); its layers are taken over, not copied.
+    n_clusters : int
+        Clusters, the width of each head.
+    n_heads : int, default=1
+        Number of heads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MultiHeadNetwork(build_network("fast", 3, 10, widths=(8, 16, 16)), 5, n_heads=3)
+    >>> net(torch.zeros(2, 3, 8, 8)).shape, net.all_heads(torch.zeros(2, 3, 8, 8)).shape
+    (torch.Size([2, 5]), torch.Size([3, 2, 5]))
+    """
+
+    def __init__(self, network, n_clusters, n_heads=1):
+        if isinstance(network, ContrastiveNetwork):
+            pooling, width = network.head[0], network.representation_dim
+        else:
+            pooling, width = _split_head(network)
+        super().__init__(dict(network.layers),
+                         nn.Sequential(pooling, ClusteringHeads(width, n_clusters, n_heads)))
+
+    @property
+    def clustering_heads(self):
+        """The :class:`ClusteringHeads`."""
+        return self.head[1]
+
+    def final_linear(self):
+        """The chosen head's linear layer."""
+        heads = self.clustering_heads
+        return heads.heads[int(heads.chosen)]
+
+    def representation_reader(self):
+        """The clustering heads."""
+        return self.clustering_heads
+
+    def all_heads(self, x):
+        """Logits of every head, of shape (n_heads, n_images, n_clusters)."""
+        for layer in self.layers.values():
+            x = layer(x)
+        return self.clustering_heads.all_heads(self.head[0](x))
 
 
 ARCHITECTURES = {

@@ -137,19 +137,13 @@ class HeldOutScore(Callback):
         estimator.history_[-1].update({f"eval_{name}": value for name, value in scores.items()})
 
 
-class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
-    """Base of the clusterers that train a network on targets it makes itself.
+class BaseNetworkClusterer(ClusterMixin, BaseTorchEstimator):
+    """Base of the clusterers that are a network with one output per cluster.
 
-    Every epoch takes its targets from a target source, rebalances them
-    (:func:`rebalance_clusters`), trains on the batches a sampler draws, and records the
-    cluster sizes (:func:`cluster_size_record`). A subclass lists its parameters in
-    ``__init__`` (with at least `n_clusters` and `eval_set`) and picks its parts:
-    ``initialize_target_source`` sets the target source (:mod:`estimators.targets`),
-    ``initialize_sampler`` the sampler (:mod:`estimators.samplers`; by default a
-    shuffle) and ``initialize_criterion`` the loss (by default cross-entropy). This
-    class validates the data, trains with one output per cluster, scores `eval_set`
-    after every epoch (:class:`HeldOutScore`), saves the target source's state in
-    checkpoints, and clusters with the argmax of the network's head.
+    It validates the data, trains with one output per cluster, scores `eval_set` after
+    every epoch (:class:`HeldOutScore`), and clusters with the argmax of the network's
+    head. A subclass lists its parameters in ``__init__`` (with at least `n_clusters` and
+    `eval_set`) and writes how an epoch trains.
 
     Attributes
     ----------
@@ -159,11 +153,9 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
 
     See Also
     --------
-    estimators.deepcluster.DeepClusterClassifier : Targets from k-means on the
-        network's features.
-    estimators.pseudolabel.TorchPseudoLabelClassifier : Targets from the network's own
-        argmax.
-    rebalance_clusters : The step both use to fill empty clusters.
+    BaseTorchClusterer : Networks trained on targets they make themselves each epoch.
+    estimators.scan.TorchNeighbourClusterer : A network trained to agree with each
+        image's neighbours.
     """
 
     _parameter_constraints = {
@@ -175,7 +167,7 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
     _resumable_params = (*BaseTorchEstimator._resumable_params, "eval_set")
 
     def fit(self, X, y=None):
-        """Train the network on the cluster targets it makes of the images each epoch.
+        """Train the network to cluster the images, without their labels.
 
         Parameters
         ----------
@@ -263,6 +255,35 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
 
     # ---------------------------------------------------------------- the loop
 
+    def initialize_callbacks(self):
+        """Build the base callbacks, with the `eval_set` scorer right after the timer."""
+        super().initialize_callbacks()
+        if self._eval_data is not None:
+            self.callbacks_.insert(1, HeldOutScore(*self._eval_data))
+
+
+class BaseTorchClusterer(BaseNetworkClusterer):
+    """Base of the clusterers that train a network on targets it makes itself.
+
+    Every epoch takes its targets from a target source, rebalances them
+    (:func:`rebalance_clusters`), trains on the batches a sampler draws, and records the
+    cluster sizes (:func:`cluster_size_record`). A subclass lists its parameters in
+    ``__init__`` (with at least `n_clusters` and `eval_set`) and picks its parts:
+    ``initialize_target_source`` sets the target source (:mod:`estimators.targets`),
+    ``initialize_sampler`` the sampler (:mod:`estimators.samplers`; by default a
+    shuffle) and ``initialize_criterion`` the loss (by default cross-entropy). This
+    class saves the target source's state in checkpoints; :class:`BaseNetworkClusterer`
+    does the rest.
+
+    See Also
+    --------
+    estimators.deepcluster.DeepClusterClassifier : Targets from k-means on the
+        network's features.
+    estimators.pseudolabel.TorchPseudoLabelClassifier : Targets from the network's own
+        argmax.
+    rebalance_clusters : The step both use to fill empty clusters.
+    """
+
     def initialize(self, data, n_outputs):
         """Build every component of training, then a fresh target source.
 
@@ -274,12 +295,6 @@ class BaseTorchClusterer(ClusterMixin, BaseTorchEstimator):
     def initialize_target_source(self):
         """Pick ``_target_source``, the source of every epoch's targets; subclasses write it."""
         raise NotImplementedError
-
-    def initialize_callbacks(self):
-        """Build the base callbacks, with the `eval_set` scorer right after the timer."""
-        super().initialize_callbacks()
-        if self._eval_data is not None:
-            self.callbacks_.insert(1, HeldOutScore(*self._eval_data))
 
     def run_epoch(self, data, targets, epoch):
         """Targets from the target source, rebalanced, then one epoch of training on them.

@@ -174,7 +174,6 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
             lr_schedule=lr_schedule,
             lr_milestones=lr_milestones,
             lr_gamma=lr_gamma,
-            label_smoothing=label_smoothing,
             augment=augment,
             device=device,
             precision=precision,
@@ -184,6 +183,7 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
             verbose=verbose,
             **routed,
         )
+        self.label_smoothing = label_smoothing
         self.tta_flip = tta_flip
 
     def fit(self, X, y):

@@ -215,7 +215,6 @@ class DeepClusterClassifier(BaseTorchClusterer):
             lr_schedule=lr_schedule,
             lr_milestones=lr_milestones,
             lr_gamma=lr_gamma,
-            label_smoothing=label_smoothing,
             augment=augment,
             device=device,
             precision=precision,
@@ -225,6 +224,7 @@ class DeepClusterClassifier(BaseTorchClusterer):
             verbose=verbose,
             **routed,
         )
+        self.label_smoothing = label_smoothing
         self.n_clusters = n_clusters
         self.pca_dim = pca_dim
         self.kmeans = kmeans

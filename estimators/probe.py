@@ -43,10 +43,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     backbone : estimator
         A torch estimator of this toolkit (it has ``forward_batches``), fitted or not. A
         fitted one is used as it is and left unchanged.
-    layer : str
+    layer : str or None
         Name of the layer to probe, one of the backbone network's ``layer_names`` (for
         instance ``"conv3"`` of AlexNet, ``"block5"`` of ResNet18, ``"stage2"`` of the
-        fast network).
+        fast network); None probes the penultimate features (the input of the head's final
+        linear layer, or a contrastive encoder's representation).
     max_features : int, default=10000
         Features per image at most, after pooling (more only where the layer has more
         channels than that).
@@ -102,7 +103,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "backbone": [HasMethods(["fit", "forward_batches"])],
-        "layer": [str],
+        "layer": [str, None],
         "max_features": [Interval(Integral, 1, None, closed="left")],
         "classifier": [HasMethods(["fit", "predict"]), None],
     }
@@ -130,7 +131,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         check_classification_targets(y)
-        if not _is_fitted(self.backbone):
+        if self.layer is not None and not _is_fitted(self.backbone):
             # Fail before a long backbone fit, not after it.
             build_network(self.backbone.arch, 1, 2).check_layer(self.layer)
         self.features_ = DeepFeatures(

@@ -214,7 +214,6 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
             lr_schedule=lr_schedule,
             lr_milestones=lr_milestones,
             lr_gamma=lr_gamma,
-            label_smoothing=label_smoothing,
             augment=augment,
             device=device,
             precision=precision,
@@ -224,6 +223,7 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
             verbose=verbose,
             **routed,
         )
+        self.label_smoothing = label_smoothing
         self.n_clusters = n_clusters
         self.label_pass = label_pass
         self.balanced_sampler = balanced_sampler

@@ -133,7 +133,7 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, estimator):
         self.bar_ = tqdm(
-            total=estimator.epochs,
+            total=estimator.total_epochs,
             initial=len(estimator.history_),
             desc=type(estimator).__name__,
             unit="epoch",
@@ -181,7 +181,7 @@ class Checkpoint(Callback):
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             estimator.load_checkpoint_state(state)
             log.info("%s: resumed after epoch %d of %d from %s", type(estimator).__name__,
-                     len(estimator.history_), estimator.epochs, self.path)
+                     len(estimator.history_), estimator.total_epochs, self.path)
 
     def on_epoch_end(self, estimator):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +272,6 @@ class BaseTorchEstimator(BaseEstimator):
         lr_schedule,
         lr_milestones,
         lr_gamma,
-        label_smoothing,
         augment,
         device,
         precision,
@@ -295,7 +294,6 @@ class BaseTorchEstimator(BaseEstimator):
         self.lr_schedule = lr_schedule
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
-        self.label_smoothing = label_smoothing
         self.augment = augment
         self.device = device
         self.precision = precision
@@ -306,6 +304,15 @@ class BaseTorchEstimator(BaseEstimator):
         # Kept apart from the named parameters: scikit-learn expects __init__ to set
         # exactly the attributes its signature names.
         self._routed_values = routed
+
+    # Augmentation settings of this estimator's default policy; ``augment__`` ones override
+    # them. Empty: :class:`~features.augment.RandomAugment`'s defaults, the study's policy.
+    _augment_defaults = {}
+
+    @property
+    def total_epochs(self):
+        """Epochs of a whole training run: `epochs`, unless a subclass adds phases."""
+        return self.epochs
 
     # ---------------------------------------------------------------- parameters
 
@@ -432,12 +439,16 @@ class BaseTorchEstimator(BaseEstimator):
         check_consistent_length(images, y)
         return y
 
-    def _inputs(self, batch, *, train, flip=False):
-        """A batch of stored images as the network's input, on the training device."""
+    def _inputs(self, batch, *, train, flip=False, augment=None):
+        """A batch of stored images as the network's input, on the training device.
+
+        In training, `augment` (by default ``augment_``, if any) augments the images first.
+        """
         x = batch.to(self.device_, non_blocking=True).permute(0, 3, 1, 2)
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        if train and self.augment_ is not None:
-            x = self.augment_(x)
+        augment = self.augment_ if augment is None else augment
+        if train and augment is not None:
+            x = augment(x)
         if flip:
             x = x.flip(-1)
         x = self.input_transform_(x)
@@ -488,7 +499,8 @@ class BaseTorchEstimator(BaseEstimator):
     def penultimate_features(self, images):
         """What feeds the trained network's final linear layer, for each image.
 
-        The input of ``module_.final_linear()``: the pooled output of the last named
+        The input of ``module_.representation_reader()`` (the final linear layer of a
+        classifier, a contrastive network's projection head): the pooled output of the last named
         layer for ``fast`` and ``resnet18``, the output of the classifier's last hidden
         layer for ``alexnet`` and ``vgg16_bn``. Computed as :meth:`forward_batches`
         computes, in eval mode and without augmentation.
@@ -506,7 +518,7 @@ class BaseTorchEstimator(BaseEstimator):
         captured = []
         # A hook reads the final layer's input while the whole network runs: the head's
         # other layers (pooling, hidden layers) need no copy here.
-        handle = self.module_.final_linear().register_forward_pre_hook(
+        handle = self.module_.representation_reader().register_forward_pre_hook(
             lambda module, args: captured.append(args[0].float().cpu())
         )
         try:
@@ -621,7 +633,8 @@ class BaseTorchEstimator(BaseEstimator):
             self.input, self.upsample, mean=mean, std=std
         ).to(self.device_)
         self.augment_ = (
-            RandomAugment(generator=self._generator, **self._routed("augment"))
+            RandomAugment(generator=self._generator,
+                          **{**self._augment_defaults, **self._routed("augment")})
             if self.augment
             else None
         )
@@ -645,7 +658,7 @@ class BaseTorchEstimator(BaseEstimator):
             _lr_factor,
             schedule=self.lr_schedule,
             steps_per_epoch=n_steps_per_epoch,
-            total_steps=n_steps_per_epoch * self.epochs,
+            total_steps=n_steps_per_epoch * self.total_epochs,
             milestones=tuple(self.lr_milestones or ()),
             gamma=self.lr_gamma,
         )
@@ -702,7 +715,7 @@ class BaseTorchEstimator(BaseEstimator):
         try:
             self._notify("on_train_begin")
             self.n_resumed_epochs_ = len(self.history_)
-            for epoch in range(self.n_resumed_epochs_, self.epochs):
+            for epoch in range(self.n_resumed_epochs_, self.total_epochs):
                 self._notify("on_epoch_begin", epoch=epoch)
                 lr = self.optimizer_.param_groups[0]["lr"]
                 record = self.run_epoch(data, targets, epoch)

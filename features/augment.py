@@ -20,11 +20,14 @@ _LUMA = (0.299, 0.587, 0.114)
 class RandomAugment(nn.Module):
     """The study's augmentation policy, with parameters drawn anew for every image.
 
-    In order: colour jitter (brightness, contrast, saturation, hue factors drawn uniformly
-    per image, applied in that fixed order), a horizontal flip with probability 0.5, and
+    In order: with probability `jitter_p`, colour jitter (brightness, contrast, saturation,
+    hue factors drawn uniformly per image, applied in that fixed order); with probability
+    `grey_p`, conversion to grey levels; a horizontal flip with probability `flip_p`; and
     with probability `crop_p` a random crop resized back to the input size (bilinear).
-    Saturation and hue need colour and are skipped for images that do not have 3
-    channels.
+    Saturation, hue and grey conversion need colour and are skipped for images that do not
+    have 3 channels. The defaults are the study's policy; SimCLR's (Chen et al. 2020, for
+    CIFAR-10) is ``brightness=contrast=saturation=(0.6, 1.4), hue=(-0.1, 0.1),
+    jitter_p=0.8, grey_p=0.2, crop_p=1.0``.
 
     Parameters
     ----------
@@ -34,6 +37,10 @@ class RandomAugment(nn.Module):
     hue : (float, float) or None, default=(-0.2, 0.2)
         Range of the hue shift, in turns of the colour wheel, within [-0.5, 0.5]; None
         leaves hues alone.
+    jitter_p : float, default=1.0
+        Probability that an image's colours are jittered.
+    grey_p : float, default=0.0
+        Probability that an image is turned grey (its 3 channels set to its luma).
     flip_p : float, default=0.5
         Probability of a horizontal flip.
     crop_p : float, default=0.5
@@ -66,6 +73,8 @@ class RandomAugment(nn.Module):
         contrast=(0.7, 1.3),
         saturation=(0.7, 1.3),
         hue=(-0.2, 0.2),
+        jitter_p=1.0,
+        grey_p=0.0,
         flip_p=0.5,
         crop_p=0.5,
         crop_scale=(0.08, 1.0),
@@ -77,6 +86,8 @@ class RandomAugment(nn.Module):
         self.contrast = contrast
         self.saturation = saturation
         self.hue = hue
+        self.jitter_p = jitter_p
+        self.grey_p = grey_p
         self.flip_p = flip_p
         self.crop_p = crop_p
         self.crop_scale = crop_scale
@@ -96,7 +107,9 @@ class RandomAugment(nn.Module):
         augmented : torch.Tensor of the same shape
             The augmented images, in [0, 1].
         """
-        images = self._jitter_colours(images)
+        images = self._where_drawn(self.jitter_p, self._jitter_colours, images)
+        if images.shape[1] == 3:
+            images = self._where_drawn(self.grey_p, _to_grey, images)
         images = self._flip(images)
         return self._resized_crop(images)
 
@@ -121,9 +134,20 @@ class RandomAugment(nn.Module):
             images = shift_hue(images, self._uniform(n, self.hue, device).view(n))
         return images
 
+    def _where_drawn(self, p, transform, images):
+        """`transform` of the images drawn with probability `p`, the others unchanged.
+
+        Draws nothing where `p` is 0 or 1 (the study's policy draws no such choice).
+        """
+        if p == 0:
+            return images
+        if p == 1:
+            return transform(images)
+        drawn = torch.rand(len(images), generator=self.generator) < p
+        return torch.where(drawn.to(images.device).view(-1, 1, 1, 1), transform(images), images)
+
     def _flip(self, images):
-        flip = torch.rand(len(images), generator=self.generator) < self.flip_p
-        return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
+        return self._where_drawn(self.flip_p, lambda batch: batch.flip(-1), images)
 
     def _resized_crop(self, images):
         n, _, height, width = images.shape
@@ -160,6 +184,10 @@ class RandomAugment(nn.Module):
     def _uniform_matrix(self, n, attempts, low_high):
         low, high = low_high
         return low + (high - low) * torch.rand(n, attempts, generator=self.generator)
+
+
+def _to_grey(images):
+    return grayscale(images).expand_as(images)
 
 
 def _blend(images, other, factor):

@@ -54,6 +54,11 @@ FIELDS = {
     "precision": "precision on the test images, weighted by class",
     "recall": "recall on the test images, weighted by class",
     "f1": "F1 on the test images, weighted by class",
+    # an encoder's features, scored with labels it never saw
+    "knn_accuracy": "weighted kNN accuracy (k=200, cosine) of the test images' features "
+                    "against the training images'",
+    "neighbour_accuracy": "share of the 20 nearest neighbours of each of at most 10,000 "
+                          "training images, in the features, that share its class",
     # clustering scores, per part
     "n_clusters": "clusters the method was asked for",
     **{f"cluster_sizes_{part}": f"images in each cluster, of {images}"

@@ -44,6 +44,12 @@ TABLES = {
          ("pseudo-label train acc", "pseudo_label_accuracy")],
         [("study epochs", "epochs"), ("study pseudo-label train acc", "pseudo_label_accuracy")],
     ),
+    "encoders": (
+        "Self-supervised encoders (features learned without labels)",
+        [("kNN test acc", "knn_accuracy"), ("20-NN same class", "neighbour_accuracy"),
+         ("epochs", "epochs")],
+        [],
+    ),
     "probe": (
         "Linear probes on features learned without labels",
         [("test top-1", "test_accuracy"), ("train top-1", "train_accuracy")],
@@ -52,7 +58,8 @@ TABLES = {
 }
 # The figure each table ranks its rows by.
 RANKED_BY = {"classical": "test_accuracy", "learned": "test_accuracy", "cnn": "test_accuracy",
-             "clustering": "nmi_test", "deepcluster": "nmi_test", "probe": "test_accuracy"}
+             "clustering": "nmi_test", "deepcluster": "nmi_test", "encoders": "knn_accuracy",
+             "probe": "test_accuracy"}
 # Two-sided Welch's t-test on the seeds' figures: a row is "tied" with the best when the
 # test cannot tell them apart at this level.
 TIE_LEVEL = 0.05
@@ -105,7 +112,7 @@ def render_report(frame, *, title="Results", plots=()):
         "Figures are mean ± standard deviation over the seeds the *seeds* column counts "
         "(one seed: the figure alone). *vs best* compares each row with the best of its "
         "table on the same dataset and profile (by test accuracy; by test NMI for "
-        "clustering), by a two-sided Welch's t-test on the seeds' figures: *tied* where "
+        "clustering; by kNN accuracy for encoders), by a two-sided Welch's t-test on the seeds' figures: *tied* where "
         f"p >= {TIE_LEVEL} (the seeds cannot tell the two apart), *below* where p < "
         f"{TIE_LEVEL}, *untested* where either row has a single seed."
     )

@@ -12,6 +12,7 @@ import copy
 import difflib
 import enum
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -49,23 +50,58 @@ class Runtime(enum.Enum):
     SEED = "the run's seed"
     N_JOBS = "the run's parallel jobs (None for a model that a search tunes)"
     N_CLUSTERS = "the number of classes, or 10 for images without labels"
+    N_TRAIN = "the number of images the estimator trains on, if known"
 
     def __repr__(self):
         return self.name
 
 
-SEED, N_JOBS, N_CLUSTERS = Runtime
+SEED, N_JOBS, N_CLUSTERS, N_TRAIN = Runtime
 
 
-def runtime_values(*, seed=0, n_jobs=None, n_classes=None):
+@dataclass(frozen=True)
+class EpochBudget:
+    """A number of epochs written as a number of training images to show the network.
+
+    A network then trains about as long on a large dataset as on a small one: 200,000
+    images are 4 epochs of 50,000 CIFAR-10 images and, capped by `at_most`, fewer than
+    the 139 epochs of 1,437 digits they would be.
+
+    Attributes
+    ----------
+    images : int
+        Images to show the network, counting each epoch's whole training set.
+    at_most : int
+        Most epochs, whatever the training set's size; also the epochs of a build that
+        does not know it (``list --show``).
+    """
+
+    images: int
+    at_most: int
+
+    def epochs(self, n_train):
+        """Epochs for a training set of `n_train` images (None: unknown): at least 1."""
+        if n_train is None:
+            return self.at_most
+        return max(1, min(self.at_most, math.ceil(self.images / n_train)))
+
+
+def runtime_values(*, seed=0, n_jobs=None, n_classes=None, n_train=None):
     """The value of each placeholder in a build with these arguments."""
-    return {SEED: seed, N_JOBS: n_jobs, N_CLUSTERS: n_classes or 10}
+    return {SEED: seed, N_JOBS: n_jobs, N_CLUSTERS: n_classes or 10, N_TRAIN: n_train}
 
 
 def resolved(params, runtime):
     """`params` with each placeholder replaced by its value in `runtime`."""
-    return {name: runtime[value] if isinstance(value, Runtime) else value
-            for name, value in params.items()}
+    return {name: _resolved_value(value, runtime) for name, value in params.items()}
+
+
+def _resolved_value(value, runtime):
+    if isinstance(value, Runtime):
+        return runtime[value]
+    if isinstance(value, EpochBudget):
+        return value.epochs(runtime[N_TRAIN])
+    return value
 
 
 def load(path):
@@ -143,17 +179,19 @@ class Method:
         Key of the study's figures for this method, if the study reported any.
     supervised : bool, default=True
         Whether fitting needs labels.
-    pipeline : {None, "pixels", "learned-features", "linear-probe"}, default=None
+    pipeline : {None, "pixels", "learned-features", "linear-probe", "backbone"}, default=None
         What the estimator is wrapped in: nothing (it takes the images), scaled and
         flattened pixels reduced by PCA(99%), the activations of `layer` of the borrowed
         network reduced by PCA(99%), or a linear probe of `layer` of the borrowed network
-        (the estimator is its classifier).
+        (the estimator is its classifier); "backbone": nothing, the estimator takes the
+        borrowed network as its ``backbone`` parameter.
     borrows : str or None, default=None
         Name of the row whose network this row reads. The row builds that row's network
         under the same profile and seed; a run trains it once and lends it (see
         :func:`benchmark.registry.in_borrowing_order`).
     layer : str or None, default=None
-        The borrowed network's layer that the row reads.
+        The borrowed network's layer that the row reads; None: its penultimate features
+        (a contrastive encoder's representation).
     search_space : mapping or None, default=None
         Per profile, the parameters of the estimator that `tuner` searches and their values.
     tuner : Tuner or None, default=None
@@ -203,12 +241,13 @@ class Method:
         """Largest training set the method trains on under ``profile`` (None: all of it)."""
         return self.settings(profile).get("train_limit")
 
-    def estimator(self, profile, *, seed=0, n_jobs=None, n_classes=None):
+    def estimator(self, profile, *, seed=0, n_jobs=None, n_classes=None, n_train=None):
         """A new, unfitted estimator with the settings of ``profile`` (see `build`)."""
-        return build(self, profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes)
+        return build(self, profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes,
+                     n_train=n_train)
 
 
-def build(method, profile, *, seed=0, n_jobs=None, n_classes=None):
+def build(method, profile, *, seed=0, n_jobs=None, n_classes=None, n_train=None):
     """The estimator that row `method` runs under `profile`: new, unfitted, nothing trained.
 
     The estimator of ``method.estimator_class`` takes the row's fixed parameters and the
@@ -227,6 +266,9 @@ def build(method, profile, *, seed=0, n_jobs=None, n_classes=None):
         Resolves `N_JOBS`.
     n_classes : int, default=None
         Resolves `N_CLUSTERS` (10 where None).
+    n_train : int, default=None
+        Images the estimator will train on: resolves each `EpochBudget` (None: its most
+        epochs).
 
     Returns
     -------
@@ -235,22 +277,23 @@ def build(method, profile, *, seed=0, n_jobs=None, n_classes=None):
     settings = method.settings(profile)
     for name in HARNESS_SETTINGS:
         settings.pop(name, None)
-    runtime = runtime_values(seed=seed, n_jobs=n_jobs, n_classes=n_classes)
+    runtime = runtime_values(seed=seed, n_jobs=n_jobs, n_classes=n_classes, n_train=n_train)
     searched = method.tuner is not None
     model = load(method.estimator_class)(
         **resolved(method.params, {**runtime, N_JOBS: None} if searched else runtime),
-        **settings,
+        **resolved(settings, runtime),
     )
     if searched:
         model = method.tuner.search(model, method.search_space[profile], profile, runtime)
     if method.pipeline is None:
         return model
-    backbone = (borrowed_network(method, profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes)
+    backbone = (borrowed_network(method, profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes,
+                                 n_train=n_train)
                 if method.borrows else None)
     return PIPELINES[method.pipeline](model, backbone=backbone, layer=method.layer, seed=seed)
 
 
-def borrowed_network(method, profile, *, seed=0, n_jobs=None, n_classes=None):
+def borrowed_network(method, profile, *, seed=0, n_jobs=None, n_classes=None, n_train=None):
     """The unfitted network of the row that `method` borrows, as `method` trains it.
 
     It learns from as many images as in its own row: where `method` trains on another
@@ -260,8 +303,11 @@ def borrowed_network(method, profile, *, seed=0, n_jobs=None, n_classes=None):
     from ..registry import get_methods  # the registry gathers the rows of every family
 
     (lender,) = get_methods([method.borrows])
-    network = lender.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes)
     limit = lender.train_limit(profile)
+    if limit is not None and n_train is not None:
+        n_train = min(n_train, limit)
+    network = lender.estimator(profile, seed=seed, n_jobs=n_jobs, n_classes=n_classes,
+                               n_train=n_train)
     if limit is not None and limit != method.train_limit(profile):
         network.set_params(max_samples=limit)
     return network
@@ -304,10 +350,15 @@ def _linear_probe(model, *, backbone, layer, seed):
     return estimators.LinearProbe(backbone, layer, classifier=model)
 
 
+def _on_backbone(model, *, backbone, layer, seed):
+    return model.set_params(backbone=backbone)
+
+
 PIPELINES = {
     "pixels": _on_pixels,
     "learned-features": _on_learned_features,
     "linear-probe": _linear_probe,
+    "backbone": _on_backbone,
 }
 # The pipelines that read a borrowed network.
-NETWORK_READERS = ("learned-features", "linear-probe")
+NETWORK_READERS = ("learned-features", "linear-probe", "backbone")
