@@ -58,7 +58,7 @@ def test_every_row_builds_valid_parameters_under_every_profile(profile):
     [
         ("cnn-resnet18", "cnn-resnet18", "momentun", 0.9),
         # a misspelt routed name in a network's settings fails in the rows that borrow it too
-        ("uic-fast-sobel", "learned-svm", "module__dropuot", 0.5),
+        ("simclr-fast", "learned-svm", "module__dropuot", 0.5),
         ("deepcluster-fast-rgb", "deepcluster-fast-rgb", "lr_schedule", "stpe"),
         ("kmeans", "kmeans", "n_inti", 10),
     ],
@@ -90,15 +90,18 @@ def backbone(estimator):
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_a_row_reads_the_network_its_lender_trains(profile):
-    uic = METHODS["uic-fast-sobel"]
-    lender = uic.estimator(profile, seed=3).get_params()
-    # the SVM trains on the uic row's images: the very same network
+    encoder = METHODS["simclr-fast"]
+    lender = encoder.estimator(profile, seed=3).get_params()
+    limit = encoder.train_limit(profile)
+    # the SVM trains on at most as many images as the encoder: the very same network, or
+    # one that learns from the SVM's images where the encoder would learn from more
     svm = METHODS["learned-svm"]
-    assert svm.borrows == "uic-fast-sobel" and svm.train_limit(profile) == uic.train_limit(profile)
+    assert svm.borrows == "simclr-fast"
     assert backbone(svm.estimator(profile, seed=3)).get_params() == lender
-    # logistic regression trains on every image: the network draws the uic row's number
+    # logistic regression trains on every image: the network draws the encoder row's number
     logreg = METHODS["learned-logreg"].estimator(profile, seed=3)
-    assert backbone(logreg).get_params() == {**lender, "max_samples": uic.train_limit(profile)}
+    drawn = lender if limit is None else {**lender, "max_samples": limit}
+    assert backbone(logreg).get_params() == drawn
 
 
 def test_the_registry_lists_each_row_after_the_row_it_borrows_from():
@@ -114,13 +117,12 @@ def names(methods):
 
 
 def test_borrowing_order_puts_a_row_right_after_its_lender_or_beside_its_siblings():
-    chosen = get_methods(["learned-svm", "kmeans", "uic-fast-sobel", "probe-fast-sobel-stage2"])
-    assert names(in_borrowing_order(chosen)) == [
-        "kmeans", "uic-fast-sobel", "learned-svm", "probe-fast-sobel-stage2"]
+    chosen = get_methods(["learned-svm", "kmeans", "simclr-fast", "scan-fast"])
+    assert names(in_borrowing_order(chosen)) == ["kmeans", "simclr-fast", "learned-svm",
+                                                 "scan-fast"]
     # without the lender, the rows that read its network run one after the other
-    chosen = get_methods(["learned-logreg", "kmeans", "probe-fast-sobel-stage2"])
-    assert names(in_borrowing_order(chosen)) == [
-        "learned-logreg", "probe-fast-sobel-stage2", "kmeans"]
+    chosen = get_methods(["learned-logreg", "kmeans", "probe-simclr-fast"])
+    assert names(in_borrowing_order(chosen)) == ["learned-logreg", "probe-simclr-fast", "kmeans"]
 
 
 def test_a_run_fits_each_row_after_the_row_it_borrows_from(tmp_path, monkeypatch, capsys):
@@ -134,9 +136,9 @@ def test_a_run_fits_each_row_after_the_row_it_borrows_from(tmp_path, monkeypatch
                 "fit_time": 1.0, **scores}
 
     monkeypatch.setattr(harness, "run_method", fake_record)
-    assert cli.main(["run", "--methods", "learned-svm,kmeans,uic-fast-sobel", "--seeds", "0,1",
+    assert cli.main(["run", "--methods", "learned-svm,kmeans,simclr-fast", "--seeds", "0,1",
                      "--profile", "smoke", "--out", str(tmp_path)]) == 0
-    order = ["kmeans", "uic-fast-sobel", "learned-svm"]
+    order = ["kmeans", "simclr-fast", "learned-svm"]
     assert fitted == [(name, seed) for seed in (0, 1) for name in order]
     assert len(ResultStore(tmp_path).records()) == 6
 
@@ -145,9 +147,9 @@ def test_list_shows_what_a_row_runs_under_a_profile(capsys):
     assert cli.main(["list", "--show", "learned-svm", "--profile", "quick"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("learned-svm under profile quick")
-    for line in ("train_limit: 10000", "borrows: uic-fast-sobel",
-                 "backbone: TorchPseudoLabelClassifier", "module__widths: (32, 64, 64)",
-                 "epochs: 50", "model: SVC", "C: 1.0"):
+    for line in ("train_limit: 10000", "borrows: simclr-fast",
+                 "backbone: TorchContrastiveEncoder", "module__widths: (64, 128, 256)",
+                 "epochs: 100", "model: SVC", "C: 1.0"):
         assert line in out
     assert cli.main(["list", "--show", "learned-svn"]) == 2
     assert "Did you mean learned-svm" in capsys.readouterr().err
