@@ -14,6 +14,8 @@ quick
     The decisive axes of each model, small enough to tune on the full CIFAR-10
     features (50,000 x ~540 after PCA) on a 2-core CPU. Lists only, so that
     GridSearchCV and GASearchCV search the same space and can be compared.
+gpu
+    The quick spaces: the classical models run on the CPU whatever the profile.
 smoke
     Two to four candidates, for tests.
 
@@ -97,6 +99,10 @@ SEARCH_SPACES = {
 }
 
 
+for _spaces in SEARCH_SPACES.values():
+    _spaces["gpu"] = _spaces["quick"]
+
+
 def search_space(model, profile):
     """Return a copy of the search space of `model` under `profile`.
 
@@ -105,7 +111,7 @@ def search_space(model, profile):
     model : {"rf", "knn", "logreg", "svm"}
         The classical model.
 
-    profile : {"paper", "quick", "smoke"}
+    profile : {"paper", "quick", "gpu", "smoke"}
         How large a search to run.
 
     Returns

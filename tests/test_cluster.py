@@ -17,7 +17,8 @@ def cluster(*args):
     return cli.main(["cluster", *[str(a) for a in args]])
 
 
-@pytest.mark.parametrize("method", ["kmeans", "uic-fast-rgb"])
+@pytest.mark.parametrize("method", ["kmeans", "uic-fast-rgb", "simclr-fast-kmeans",
+                                    "scan-fast-selflabel"])
 def test_unlabelled_folder_gets_assignments_sheets_and_sizes(tmp_path, capsys, method):
     out = tmp_path / "out"
     code = cluster(photos(tmp_path), "--method", method, "--clusters", 3, "--profile", "smoke",
@@ -49,6 +50,8 @@ def test_supervised_method_and_unknown_names_are_refused(tmp_path, capsys):
     folder = photos(tmp_path)
     assert cluster(folder, "--method", "svm", "--cache-dir", tmp_path / "cache") == 2
     assert "svm is supervised" in capsys.readouterr().err
+    assert cluster(folder, "--method", "simclr-fast", "--cache-dir", tmp_path / "cache") == 2
+    assert "simclr-fast learns features and makes no clusters" in capsys.readouterr().err
     assert cluster(folder, "--method", "kmean", "--cache-dir", tmp_path / "cache") == 2
     assert "Did you mean kmeans" in capsys.readouterr().err
     assert cluster(tmp_path / "nowhere", "--method", "kmeans") == 2

@@ -78,7 +78,7 @@ def test_a_misspelt_name_in_a_search_space_fails_validation(monkeypatch):
 
 
 def test_a_row_writes_out_every_profile():
-    with pytest.raises(ValueError, match=r"misses profiles \['quick', 'paper'\]"):
+    with pytest.raises(ValueError, match=r"misses profiles \['quick', 'gpu', 'paper'\]"):
         Method("svm-2", "an SVM", "sklearn.svm:SVC", "classical", {"smoke": {}})
 
 

@@ -31,17 +31,18 @@ class Model:
 MODELS = {
     "rf": Model("Random forest", "sklearn.ensemble:RandomForestClassifier",
                 {"random_state": SEED, "n_jobs": N_JOBS},
-                {"smoke": {}, "quick": {}, "paper": {}}),
+                {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}}),
     "knn": Model("k-nearest neighbours", "sklearn.neighbors:KNeighborsClassifier",
                  {"n_jobs": N_JOBS},
-                 {"smoke": {}, "quick": {}, "paper": {}}),
+                 {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}}),
     "logreg": Model("Logistic regression (lbfgs)", "sklearn.linear_model:LogisticRegression",
                     {"random_state": SEED},
-                    {"smoke": {}, "quick": {}, "paper": {}}),
+                    {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}}),
     # An RBF SVM's fit grows with the square of the training set.
     "svm": Model("RBF support vector machine", "sklearn.svm:SVC",
                  {"random_state": SEED},
-                 {"smoke": {"train_limit": 500}, "quick": {"train_limit": 10_000}, "paper": {}}),
+                 {"smoke": {"train_limit": 500}, "quick": {"train_limit": 10_000},
+                  "gpu": {"train_limit": 10_000}, "paper": {}}),
 }
 
 GRID_SEARCH = Tuner(
@@ -50,6 +51,7 @@ GRID_SEARCH = Tuner(
     profiles={
         "smoke": {"cv": 2, "search_limit": None},
         "quick": {"cv": 3, "search_limit": 10_000},
+        "gpu": {"cv": 3, "search_limit": 10_000},
         "paper": {"cv": 5, "search_limit": None},
     },
 )
@@ -59,6 +61,7 @@ GENETIC_SEARCH = Tuner(
     profiles={
         "smoke": {"cv": 2, "search_limit": None, "population_size": 4, "generations": 3},
         "quick": {"cv": 3, "search_limit": 10_000, "population_size": 8, "generations": 10},
+        "gpu": {"cv": 3, "search_limit": 10_000, "population_size": 8, "generations": 10},
         "paper": {"cv": 5, "search_limit": None, "population_size": 20, "generations": 30},
     },
 )

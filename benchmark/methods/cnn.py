@@ -2,6 +2,7 @@
 
 from .networks import (
     ARCHITECTURES,
+    GPU_BATCH,
     LIGHT_AUGMENTATION,
     SMOKE,
     STUDY_NETWORKS,
@@ -19,12 +20,14 @@ SETTINGS = {
     "fast": {
         "smoke": SMOKE["fast"],
         "quick": {"epochs": 10, "optimizer__nesterov": True, **LIGHT_AUGMENTATION},
+        "gpu": {"epochs": 20, "optimizer__nesterov": True, **LIGHT_AUGMENTATION},
         "paper": PAPER,
     },
     **{name: {
         "smoke": SMOKE[name],
         # a few epochs on 10,000 images: what a 2-core CPU trains in about 20 minutes
         "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05},
+        "gpu": {"epochs": 20, "lr": 0.1, **GPU_BATCH},
         "paper": PAPER,
     } for name in STUDY_NETWORKS},
 }

@@ -2,6 +2,7 @@
 
 from .networks import (
     ARCHITECTURES,
+    GPU_BATCH,
     LIGHT_AUGMENTATION,
     SMOKE,
     STUDY_NETWORKS,
@@ -23,11 +24,13 @@ SETTINGS = {
         "smoke": SMOKE["fast"],
         # cnn-fast's recipe: airbench's light augmentation, on every training image
         "quick": {"epochs": 10, "optimizer__nesterov": True, **LIGHT_AUGMENTATION},
+        "gpu": {"epochs": 20, "optimizer__nesterov": True, **LIGHT_AUGMENTATION},
         "paper": PAPER,
     },
     **{name: {
         "smoke": SMOKE[name],
         "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05},
+        "gpu": {"epochs": 15, "lr": 0.05, **GPU_BATCH},
         "paper": PAPER,
     } for name in STUDY_NETWORKS},
 }

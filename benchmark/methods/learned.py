@@ -22,10 +22,11 @@ SOURCE = f"the features of {NETWORK} (learned without labels)"
 # SVM, whose fit grows with the square of its training set, trains on at most 10,000, and
 # the network learns from those.
 SETTINGS = {
-    "rf": {"smoke": {}, "quick": {}, "paper": {}},
-    "knn": {"smoke": {}, "quick": {}, "paper": {}},
-    "logreg": {"smoke": {}, "quick": {}, "paper": {}},
-    "svm": {"smoke": {"train_limit": 256}, "quick": {"train_limit": 10_000}, "paper": {}},
+    "rf": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
+    "knn": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
+    "logreg": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
+    "svm": {"smoke": {"train_limit": 256}, "quick": {"train_limit": 10_000},
+            "gpu": {"train_limit": 10_000}, "paper": {}},
 }
 
 CLASSIFIER_ROWS = [

@@ -22,6 +22,12 @@ SMOKE = {
     "fast": {"epochs": 1, "batch_size": 64, "module__widths": (16, 32, 32), "train_limit": 256},
     **{name: {"epochs": 1, "batch_size": 32, "train_limit": 64} for name in STUDY_NETWORKS},
 }
+# The gpu profile's sizes (unmeasured until a GPU is lent: benchmark/gpu_check.sh): every
+# network trains on all training images; at the study's networks' 28,000-30,000 training
+# images per second on an H200 (results/throughput-gpu.md), 20 epochs of 50,000 CIFAR-10
+# images take about 35 seconds, label passes aside.
+GPU_BATCH = {"batch_size": 512}
+
 # airbench's light augmentation (flips, mild crops, no colour jitter): with only ten epochs,
 # the study's stronger policy costs 7 points of CIFAR-10 accuracy (0.63 vs 0.70, 5 epochs
 # on 10,000 images).

@@ -8,7 +8,7 @@ regression, with labels, on the activations of one of its layers.
 from dataclasses import replace
 
 from .classical import GRID_SEARCH
-from .networks import ARCHITECTURES, SMOKE, STUDY_NETWORKS, network_params
+from .networks import ARCHITECTURES, GPU_BATCH, SMOKE, STUDY_NETWORKS, network_params
 from .row import N_CLUSTERS, Method
 
 INPUTS = ("rgb", "sobel")
@@ -25,11 +25,13 @@ SETTINGS = {
         # without the balanced sampler a few clusters swallow the rest (NMI 0.50 on digits)
         "quick": {"epochs": 50, "balanced_sampler": True, "module__widths": (32, 64, 64),
                   "train_limit": 10_000},
+        "gpu": {"epochs": 40, "balanced_sampler": True, "module__widths": (32, 64, 64)},
         "paper": PAPER,
     },
     **{name: {
         "smoke": SMOKE[name],
         "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05, "balanced_sampler": True},
+        "gpu": {"epochs": 20, "lr": 0.05, "balanced_sampler": True, **GPU_BATCH},
         "paper": PAPER,
     } for name in STUDY_NETWORKS},
 }
@@ -66,10 +68,10 @@ PROBE_ROWS = [
         f"probe-{name}-{input}-{layer}",
         f"Linear probe on {layer} of uic-{name}-{input}, trained without labels",
         "sklearn.linear_model:LogisticRegression", "probe",
-        {"smoke": {}, "quick": {}, "paper": {}}, params={"max_iter": 1000},
+        {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}}, params={"max_iter": 1000},
         reference=f"probe-{name}-{input}-{layer}", pipeline="linear-probe",
         borrows=f"uic-{name}-{input}", layer=layer,
-        search_space={"smoke": PENALTIES, "quick": PENALTIES, "paper": PENALTIES},
+        search_space={profile: PENALTIES for profile in ("smoke", "quick", "gpu", "paper")},
         tuner=PROBE_SEARCH,
     )
     for name in ARCHITECTURES

@@ -24,6 +24,7 @@ import features
 PROFILES = MappingProxyType({
     "smoke": "seconds, for tests",
     "quick": "minutes on a 2-core CPU",
+    "gpu": "each network row in about 2 minutes on one data-centre GPU; other rows as quick",
     "paper": "the study's settings",
 })
 # Settings the harness reads; every other setting of a profile is a parameter of the estimator.
