@@ -6,7 +6,9 @@
   same cluster, and the batch should spread over every cluster (Van Gansbeke et al. 2020);
 - :func:`self_labelling_loss`, SCAN's last step: confident predictions on a weak view teach a
   strong view, each class weighted against its frequency (:func:`confident_targets`,
-  :func:`class_balancing_weights`).
+  :func:`class_balancing_weights`);
+- :class:`BalancedCrossEntropy`, cross-entropy on pseudo-labels minus the entropy of the
+  batch's mean assignment, which keeps every cluster in use (IIC, SCAN).
 
 Each works in float32, whatever the dtype of its inputs or an enclosing autocast, since
 softmax, logarithms and sums of many small terms lose too much in bfloat16.
@@ -16,6 +18,7 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 # Smallest probability a logarithm sees: SCAN's own clamp.
 EPS = 1e-8
@@ -231,3 +234,58 @@ def self_labelling_loss(weak_logits, strong_logits, threshold=0.99):
     with no_autocast:
         weights = class_balancing_weights(targets, strong_logits.shape[1])
         return F.cross_entropy(strong_logits[confident], targets, weight=weights)
+
+
+class BalancedCrossEntropy(nn.Module):
+    """Cross-entropy on pseudo-labels minus `entropy_weight` times the batch's assignment entropy.
+
+    A network trained on its own pseudo-labels can put every image in a few clusters and
+    still fit them; subtracting the entropy of the batch's mean cluster probabilities
+    (:func:`mean_assignment_entropy`, maximal when every cluster is equally used) pushes
+    it to use them all: IIC's marginal entropy term (Ji et al. 2019) and SCAN's (Van
+    Gansbeke et al. 2020), here beside the pseudo-label method's cross-entropy.
+
+    Parameters
+    ----------
+    entropy_weight : float, default=1.0
+        Weight of the entropy term; 0 leaves plain cross-entropy.
+    label_smoothing : float, default=0.0
+        As :class:`torch.nn.CrossEntropyLoss` takes it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = BalancedCrossEntropy(entropy_weight=1.0)
+    >>> one_cluster = torch.tensor([[9.0, 0.0], [9.0, 0.0]])
+    >>> both = torch.tensor([[9.0, 0.0], [0.0, 9.0]])
+    >>> bool(loss(one_cluster, torch.tensor([0, 0])) > loss(both, torch.tensor([0, 1])))
+    True
+    """
+
+    def __init__(self, entropy_weight=1.0, label_smoothing=0.0):
+        super().__init__()
+        self.entropy_weight = entropy_weight
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, targets):
+        """The batch's loss, in float32.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n_images, n_clusters)
+            Cluster scores.
+        targets : torch.Tensor of shape (n_images,)
+            Pseudo-label of each image.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            Scalar.
+        """
+        logits, no_autocast = _float32(logits)
+        with no_autocast:
+            loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+            if not self.entropy_weight:
+                return loss
+            entropy = mean_assignment_entropy(logits.softmax(dim=1))
+            return loss - self.entropy_weight * entropy

@@ -6,15 +6,22 @@ network with cross-entropy on those labels under another augmentation. The estim
 runs the clusterers' epoch (:class:`~estimators.clustering.BaseTorchClusterer`) with
 parts of its own: a label pass as the target source (``label_pass`` picks
 :class:`~estimators.targets.SeparateLabelPass` or
-:class:`~estimators.targets.ReusedLabelPass`), and a shuffle or a cluster-weighted
-sampler (``balanced_sampler``, :mod:`estimators.samplers`).
+:class:`~estimators.targets.ReusedLabelPass`; ``teacher_momentum``
+:class:`~estimators.targets.TeacherLabelPass`), the labels' assignment (``assignment``:
+argmax or Sinkhorn-Knopp), a shuffle or a cluster-weighted sampler (``balanced_sampler``,
+:mod:`estimators.samplers`) with several views of each image (``n_views``), and a loss with
+an entropy term (``entropy_weight``, :class:`~estimators.losses.BalancedCrossEntropy`).
+Each of the last four guards against the collapse of the clusters in its own way.
 """
 
-from sklearn.utils._param_validation import StrOptions
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .clustering import BaseTorchClusterer
-from .samplers import ClusterWeightedSampler, ShuffleSampler
-from .targets import ReusedLabelPass, SeparateLabelPass
+from .losses import BalancedCrossEntropy
+from .samplers import ClusterWeightedSampler, RepeatedViews, ShuffleSampler
+from .targets import ASSIGNMENTS, ReusedLabelPass, SeparateLabelPass, TeacherLabelPass
 
 
 class TorchPseudoLabelClassifier(BaseTorchClusterer):
@@ -51,6 +58,25 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         Draw training images uniformly over pseudo-label clusters (with replacement)
         instead of shuffling them. The study shuffled; without balancing, the large
         clusters tend to swallow the others (see Notes).
+    assignment : {"argmax", "sinkhorn"}, default="argmax"
+        How a label pass's logits become labels: each image's argmax (the method's), or
+        clusters of equal size by Sinkhorn-Knopp (SeLa, Asano et al. 2020; SwAV;
+        :func:`~estimators.targets.sinkhorn_labels`). "sinkhorn" needs
+        ``label_pass="separate"``.
+    entropy_weight : float, default=0.0
+        Subtract this times the entropy of each batch's mean cluster probabilities from the
+        cross-entropy (IIC, SCAN; :class:`~estimators.losses.BalancedCrossEntropy`); 0: the
+        method's plain cross-entropy.
+    n_views : int, default=1
+        Augmented views of each image in a batch, all trained on the image's one
+        pseudo-label (the study's proposal; :class:`~estimators.samplers.RepeatedViews`).
+        A batch keeps `batch_size` images, so an epoch costs the same and sees
+        ``1 / n_views`` as many distinct images.
+    teacher_momentum : float, default=None
+        Take the labels from a teacher, an average of the network's weights that keeps
+        this share of itself after every epoch (DINO, TEMI;
+        :class:`~estimators.targets.TeacherLabelPass`); None labels with the network
+        itself. Needs ``label_pass="separate"``.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
@@ -168,6 +194,10 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         **BaseTorchClusterer._parameter_constraints,
         "label_pass": [StrOptions({"separate", "reuse"})],
         "balanced_sampler": ["boolean"],
+        "assignment": [StrOptions(set(ASSIGNMENTS))],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "n_views": [Interval(Integral, 1, None, closed="left")],
+        "teacher_momentum": [Interval(Real, 0, 1, closed="left"), None],
     }
 
     def __init__(
@@ -178,6 +208,10 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         input="rgb",
         label_pass="separate",
         balanced_sampler=False,
+        assignment="argmax",
+        entropy_weight=0.0,
+        n_views=1,
+        teacher_momentum=None,
         eval_set=None,
         upsample=None,
         epochs=50,
@@ -227,16 +261,39 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         self.n_clusters = n_clusters
         self.label_pass = label_pass
         self.balanced_sampler = balanced_sampler
+        self.assignment = assignment
+        self.entropy_weight = entropy_weight
+        self.n_views = n_views
+        self.teacher_momentum = teacher_momentum
         self.eval_set = eval_set
 
     # ---------------------------------------------------------------- the parts
 
     def initialize_target_source(self):
-        """Pseudo-labels from a label pass every epoch, or from the last training pass."""
-        self._target_source = (
-            ReusedLabelPass() if self.label_pass == "reuse" else SeparateLabelPass()
-        )
+        """Pseudo-labels from a label pass of the network or its teacher every epoch, or
+        from the last training pass."""
+        assign = ASSIGNMENTS[self.assignment]
+        if self.label_pass == "reuse":
+            if self.assignment != "argmax" or self.teacher_momentum is not None:
+                raise ValueError(
+                    'label_pass="reuse" takes the argmax of the training pass; assignment='
+                    f"{self.assignment!r} and teacher_momentum={self.teacher_momentum!r} need "
+                    'a label pass of their own (label_pass="separate").'
+                )
+            self._target_source = ReusedLabelPass()
+        elif self.teacher_momentum is not None:
+            self._target_source = TeacherLabelPass(self.teacher_momentum, assign)
+        else:
+            self._target_source = SeparateLabelPass(assign)
 
     def initialize_sampler(self):
-        """Draw batches uniformly over clusters with `balanced_sampler`, else shuffle."""
-        self._sampler = ClusterWeightedSampler() if self.balanced_sampler else ShuffleSampler()
+        """Draw batches uniformly over clusters with `balanced_sampler`, else shuffle;
+        repeat each image `n_views` times in its batch."""
+        sampler = ClusterWeightedSampler() if self.balanced_sampler else ShuffleSampler()
+        self._sampler = sampler if self.n_views == 1 else RepeatedViews(sampler, self.n_views)
+
+    def initialize_criterion(self):
+        """Cross-entropy, less `entropy_weight` times the batch's assignment entropy."""
+        if not self.entropy_weight:
+            return super().initialize_criterion()
+        self.criterion_ = BalancedCrossEntropy(self.entropy_weight, self.label_smoothing)

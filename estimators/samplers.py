@@ -9,7 +9,9 @@ trains on them in order. Every sampler gives the same number of batches,
 - :class:`ClusterWeightedSampler` draws images independently, each cluster equally likely
   (the pseudo-label method's ``balanced_sampler``);
 - :class:`ClusterQuotaSampler` gives every cluster an exact share of the epoch
-  (DeepCluster's sampler, :func:`balanced_sample`).
+  (DeepCluster's sampler, :func:`balanced_sample`);
+- :class:`RepeatedViews` wraps any of them to put several augmented views of each image
+  in one batch (the study's proposal for its pseudo-labels).
 
 A sampler draws on the estimator's random generators only, passed to it each epoch, so
 that a checkpoint (which saves them) resumes the same draws.
@@ -172,3 +174,42 @@ def balanced_sample(labels, n_samples, rng):
         for indices, quota in zip(members, quotas)
     ]
     return np.concatenate(draws)
+
+
+class RepeatedViews(Sampler):
+    """Another sampler's batches, each image repeated to fill a batch with `n_views` views.
+
+    Each batch of the wrapped sampler keeps its first ``ceil(len / n_views)`` images, each
+    `n_views` times in a row, cut to the batch's length: a batch holds as many images as
+    before, so an epoch costs the same and shows ``1 / n_views`` as many distinct images.
+    The augmentation draws every view apart, and every view of an image trains on the
+    image's one target: the study's proposal (Chen et al. 2020, discussion) to supervise
+    K augmented views of an image with its pseudo-label.
+
+    Parameters
+    ----------
+    sampler : Sampler
+        Draws the images.
+    n_views : int
+        Views of each image per batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sampler = RepeatedViews(ShuffleSampler(), 2)
+    >>> [batch.tolist() for batch in sampler.batches(range(4), 4, rng=None,
+    ...                                              generator=torch.Generator().manual_seed(0))]
+    [[0, 0, 1, 1]]
+    """
+
+    def __init__(self, sampler, n_views):
+        self.sampler = sampler
+        self.n_views = n_views
+
+    def batches(self, targets, batch_size, *, rng, generator):
+        batches = self.sampler.batches(targets, batch_size, rng=rng, generator=generator)
+        return [self._repeated(batch) for batch in batches]
+
+    def _repeated(self, batch):
+        kept = batch[: -(-len(batch) // self.n_views)]
+        return kept.repeat_interleave(self.n_views)[: len(batch)]

@@ -11,10 +11,14 @@ and the target source is the part in which the methods differ:
   label pass of its own every epoch (the pseudo-label method as the study ran it);
 - :class:`ReusedLabelPass`: the argmax the previous epoch's training pass computed (the
   pseudo-label method as its authors' code runs it);
+- :class:`TeacherLabelPass`: a label pass of a slowly moving average of the network (an EMA
+  teacher, as in DINO and TEMI);
 - :class:`KMeansReclustering`: k-means clusters of the network's penultimate features,
   every few epochs (DeepCluster).
 
-A source gives each epoch's targets (:meth:`TargetSource.targets`); it may keep the
+A label pass turns the network's logits into targets by their argmax
+(:func:`argmax_labels`) or by an equal-size assignment (:func:`sinkhorn_labels`, SeLa's and
+SwAV's Sinkhorn-Knopp). A source gives each epoch's targets (:meth:`TargetSource.targets`); it may keep the
 targets the epoch trains on (:meth:`TargetSource.accept`), watch the training pass
 (:meth:`TargetSource.watch_training`), and save its state in the estimator's checkpoint
 (:meth:`TargetSource.state_dict`). It keeps that state in attributes ending in ``_``; the
@@ -22,6 +26,7 @@ estimator builds a fresh source for every fit.
 """
 
 import contextlib
+import copy
 import math
 
 import numpy as np
@@ -112,25 +117,164 @@ class TargetSource:
         """
 
 
-def _label_pass(estimator, data):
-    """Each image's argmax under one random augmentation, in eval mode."""
-    return estimator.forward_batches(data.numpy(), augment=True).argmax(dim=1).numpy()
+def argmax_labels(logits):
+    """Each row's most probable cluster.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_images, n_clusters)
+        Cluster scores.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_images,)
+        Int64 argmax of each row.
+    """
+    return logits.argmax(dim=1).numpy()
+
+
+def sinkhorn_labels(logits, *, epsilon=0.1, n_iterations=50):
+    """Labels of clusters of equal size, as close to the network's scores as that allows.
+
+    SeLa's and SwAV's assignment (Asano et al. 2020, Caron et al. 2020): the Sinkhorn-Knopp
+    algorithm scales ``softmax(logits / epsilon)`` until every cluster holds the same total
+    probability and every image one; each image then goes, most probable pairs first, to its
+    most probable cluster that is not full, so that the sizes differ by one at most (SeLa
+    takes the argmax, which is equal in sizes only in the limit).
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_images, n_clusters)
+        Cluster scores.
+    epsilon : float, default=0.1
+        Temperature of the scores; smaller follows them more closely.
+    n_iterations : int, default=50
+        Scalings of rows and columns.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_images,)
+        Int64 cluster of each image; each cluster holds ``n_images // n_clusters`` or one
+        more.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> logits = torch.tensor([[5.0, 0.0], [4.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
+    >>> sinkhorn_labels(logits).tolist(), argmax_labels(logits).tolist()
+    ([0, 0, 1, 1], [0, 0, 0, 1])
+    """
+    n_images, n_clusters = logits.shape
+    log_q = logits.double() / epsilon
+    for _ in range(n_iterations):
+        log_q = log_q - log_q.logsumexp(dim=0, keepdim=True) - math.log(n_clusters)
+        log_q = log_q - log_q.logsumexp(dim=1, keepdim=True) - math.log(n_images)
+    capacity = np.full(n_clusters, n_images // n_clusters)
+    capacity[: n_images % n_clusters] += 1
+    labels = np.full(n_images, -1)
+    for flat in torch.argsort(log_q.flatten(), descending=True).numpy():
+        image, cluster = divmod(int(flat), n_clusters)
+        if labels[image] < 0 and capacity[cluster] > 0:
+            labels[image] = cluster
+            capacity[cluster] -= 1
+            if not capacity.any():
+                break
+    return labels
+
+
+ASSIGNMENTS = {"argmax": argmax_labels, "sinkhorn": sinkhorn_labels}
+
+
+def _label_pass(estimator, data, module=None):
+    """Each image's logits under one random augmentation, in eval mode."""
+    return estimator.forward_batches(data.numpy(), augment=True, module=module)
 
 
 class SeparateLabelPass(TargetSource):
     """Pseudo-labels from a label pass of their own every epoch (``label_pass="separate"``).
 
     Each training image, under one random augmentation, goes through the network in eval
-    mode; its target is the argmax of the head. Nothing carries over from one epoch to
-    the next, but the checkpoint holds the entry ``next_labels`` (None) that
+    mode; `assign` turns the head's logits into targets. Nothing carries over from one
+    epoch to the next, but the checkpoint holds the entry ``next_labels`` (None) that
     :class:`ReusedLabelPass` fills, so that both write checkpoints of one layout.
+
+    Parameters
+    ----------
+    assign : callable, default=argmax_labels
+        Logits of shape (n_images, n_clusters) -> labels: :func:`argmax_labels` or
+        :func:`sinkhorn_labels`.
     """
 
+    def __init__(self, assign=argmax_labels):
+        self.assign = assign
+
     def targets(self, estimator, data, epoch):
-        return _label_pass(estimator, data)
+        return self.assign(_label_pass(estimator, data))
 
     def state_dict(self):
         return {"next_labels": None}
+
+
+class TeacherLabelPass(SeparateLabelPass):
+    """Pseudo-labels from a label pass of an exponential moving average of the network.
+
+    The teacher starts as a copy of the network; after each epoch's training its weights
+    move towards the network's, ``teacher = momentum * teacher + (1 - momentum) *
+    network``, and it takes the network's batch-norm statistics. Labels that follow the
+    network slowly do not chase its latest mistakes: the mean teacher of DINO (Caron et al.
+    2021) and TEMI (Adaloglou et al. 2023), updated here once per epoch rather than per
+    step, as the labels are made once per epoch.
+
+    Parameters
+    ----------
+    momentum : float
+        Share of the teacher's weights kept at each update, in [0, 1).
+    assign : callable, default=argmax_labels
+        As :class:`SeparateLabelPass` takes it.
+
+    Attributes
+    ----------
+    teacher_ : torch.nn.Module or None
+        The teacher network; None before the first epoch.
+    """
+
+    def __init__(self, momentum, assign=argmax_labels):
+        super().__init__(assign)
+        self.momentum = momentum
+        self.teacher_ = None
+        self._saved = None
+
+    def targets(self, estimator, data, epoch):
+        if self.teacher_ is None:
+            self.teacher_ = copy.deepcopy(estimator.module_)
+            if self._saved is not None:
+                self.teacher_.load_state_dict(self._saved)
+        return self.assign(_label_pass(estimator, data, module=self.teacher_))
+
+    @contextlib.contextmanager
+    def watch_training(self, estimator, targets, batches):
+        yield
+        self.update(estimator.module_)
+
+    @torch.no_grad()
+    def update(self, network):
+        """Move the teacher's weights towards `network`'s; take its batch-norm statistics.
+
+        Parameters
+        ----------
+        network : torch.nn.Module
+            The network being trained, of the teacher's architecture.
+        """
+        for teacher, student in zip(self.teacher_.parameters(), network.parameters()):
+            teacher.mul_(self.momentum).add_(student.detach(), alpha=1 - self.momentum)
+        for teacher, student in zip(self.teacher_.buffers(), network.buffers()):
+            teacher.copy_(student)
+
+    def state_dict(self):
+        return {**super().state_dict(), "teacher": self.teacher_.state_dict()}
+
+    def load_state_dict(self, state):
+        self._saved = state["teacher"]
 
 
 @contextlib.contextmanager
@@ -161,6 +305,7 @@ class ReusedLabelPass(SeparateLabelPass):
     """
 
     def __init__(self):
+        super().__init__()
         self.next_labels_ = None
 
     def targets(self, estimator, data, epoch):

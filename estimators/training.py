@@ -466,7 +466,7 @@ class BaseTorchEstimator(BaseEstimator):
         )
 
     @torch.no_grad()
-    def forward_batches(self, images, *, layer=None, flip=False, augment=False):
+    def forward_batches(self, images, *, layer=None, flip=False, augment=False, module=None):
         """Outputs of the trained network for images, batch by batch, in eval mode.
 
         Parameters
@@ -480,19 +480,22 @@ class BaseTorchEstimator(BaseEstimator):
         augment : bool, default=False
             Draw a random augmentation of each image first (``augment_``, if any), as
             the pseudo-label estimator's label pass does.
+        module : torch.nn.Module, default=None
+            The network to run; None: ``module_`` (a teacher network is another).
 
         Returns
         -------
         outputs : torch.Tensor of shape (n_images, ...)
             Float32 logits (or activations), on the CPU.
         """
-        self.module_.eval()
+        module = self.module_ if module is None else module
+        module.eval()
         data = torch.from_numpy(_stackable(images))
         outputs = []
         for batch in data.split(self.batch_size):
             with self._autocast():
                 x = self._inputs(batch, train=augment, flip=flip)
-                out = self.module_(x) if layer is None else self.module_.features(x, layer)
+                out = module(x) if layer is None else module.features(x, layer)
             outputs.append(out.float().cpu())
         return torch.cat(outputs)
 

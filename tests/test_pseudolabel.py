@@ -18,8 +18,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import HeldOutScore, LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
 from estimators.clustering import cluster_size_record
-from estimators.samplers import ClusterWeightedSampler, n_batches
-from estimators.targets import ReusedLabelPass
+from estimators.losses import BalancedCrossEntropy
+from estimators.samplers import ClusterWeightedSampler, RepeatedViews, ShuffleSampler, n_batches
+from estimators.targets import ReusedLabelPass, TeacherLabelPass, argmax_labels, sinkhorn_labels
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -272,6 +273,91 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
         assert resumed.history_[key] == uninterrupted.history_[key]
     assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
+
+
+# ------------------------------------------------------------------ guards against collapse
+
+# Every guard of issue 17 at once: K views, Sinkhorn-Knopp labels, an entropy term, a teacher.
+GUARDED = dict(n_views=2, assignment="sinkhorn", entropy_weight=1.0, teacher_momentum=0.5)
+
+
+def test_sinkhorn_labels_fill_every_cluster_equally_where_the_argmax_would_not():
+    generator = torch.Generator().manual_seed(0)
+    # most images prefer cluster 0
+    logits = torch.randn(103, 5, generator=generator) + torch.tensor([3.0, 0, 0, 0, 0])
+    assert np.bincount(argmax_labels(logits), minlength=5)[0] > 80
+    sizes = np.bincount(sinkhorn_labels(logits), minlength=5)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 103
+    # where the argmax is balanced already, Sinkhorn keeps it
+    balanced = torch.eye(5).repeat(4, 1) * 5
+    np.testing.assert_array_equal(sinkhorn_labels(balanced), argmax_labels(balanced))
+
+
+def test_repeated_views_put_each_image_n_times_in_its_batch_under_one_label():
+    targets = torch.arange(20) % 3
+    sampler = RepeatedViews(ShuffleSampler(), 3)
+    batches = sampler.batches(targets, 6, rng=None, generator=torch.Generator().manual_seed(0))
+    assert [len(batch) for batch in batches] == [6, 6, 6]
+    for batch in batches:
+        images = batch.view(2, 3)
+        assert (images == images[:, :1]).all()
+        assert (targets[images] == targets[images[:, :1]]).all()
+
+
+def test_teacher_moves_towards_the_network_by_its_momentum():
+    torch.manual_seed(0)
+    network, other = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    source = TeacherLabelPass(momentum=0.75)
+    source.teacher_ = other
+    before = other.weight.detach().clone()
+    source.update(network)
+    torch.testing.assert_close(other.weight, 0.75 * before + 0.25 * network.weight.detach())
+
+
+def test_balanced_cross_entropy_subtracts_the_weighted_entropy_of_the_mean_assignment():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [1.0, 1.0, 0.0]])
+    targets = torch.tensor([0, 2])
+    probabilities = logits.softmax(dim=1).mean(dim=0)
+    entropy = -(probabilities * probabilities.log()).sum()
+    expected = torch.nn.functional.cross_entropy(logits, targets) - 0.5 * entropy
+    torch.testing.assert_close(BalancedCrossEntropy(0.5)(logits, targets), expected)
+
+
+def test_guarded_pseudo_labels_never_see_labels_and_fill_every_cluster(small_digits):
+    X, y = small_digits
+    params = dict(TINY, epochs=2, random_state=0, **GUARDED)
+    with_labels = TorchPseudoLabelClassifier(**params).fit(X, y)
+    without = TorchPseudoLabelClassifier(**params).fit(X)
+    assert_same_weights(weights_of(with_labels), weights_of(without))
+    np.testing.assert_array_equal(with_labels.labels_, without.labels_)
+    sizes = np.asarray(without.history_["sizes_before"])
+    assert (sizes.max(axis=1) - sizes.min(axis=1) <= 1).all()
+
+
+def test_guarded_pseudo_labels_resume_after_a_crash_as_if_uninterrupted(small_digits, tmp_path):
+    X, _ = small_digits
+    params = dict(TINY, epochs=3, random_state=0, **GUARDED)
+    uninterrupted = TorchPseudoLabelClassifier(**params).fit(X)
+    crashing = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path,
+                                          callbacks=[CrashAfter(2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X)
+    resumed = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path).fit(X)
+    assert resumed.history_["sizes_before"] == uninterrupted.history_["sizes_before"]
+    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
+
+
+def test_a_label_pass_that_reuses_the_training_argmax_refuses_the_guards_that_need_logits(
+        small_digits):
+    X, _ = small_digits
+    for guard in ({"assignment": "sinkhorn"}, {"teacher_momentum": 0.9}):
+        with pytest.raises(ValueError, match='label_pass="separate"'):
+            TorchPseudoLabelClassifier(**TINY, label_pass="reuse", **guard).fit(X)
+
+
+@parametrize_with_checks([TorchPseudoLabelClassifier(**CHECK_SETTINGS, **GUARDED)])
+def test_guarded_sklearn_compatible(estimator, check):
+    check(estimator)
 
 
 # ------------------------------------------------------------------ linear probe
