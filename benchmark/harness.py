@@ -37,7 +37,7 @@ FITTED_SUMMARY = {
 
 
 def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=None,
-               fitted_backbones=None):
+               fitted_backbones=None, monitor=False):
     """Fit one method on a dataset's training part and score it on both parts.
 
     Parameters
@@ -59,6 +59,10 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         whose ``backbone`` would train exactly as one of them (same class, parameters and
         training images) uses it instead of training it again; the row then records
         ``backbone_reused``.
+    monitor : bool, default=False
+        Give every part of the estimator that takes an ``eval_set`` the test images and
+        labels, which it scores after every epoch (``eval_nmi`` and the like in the
+        record's history) and never trains on.
 
     Returns
     -------
@@ -81,6 +85,8 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
         "estimator": repr(estimator),
         "environment": environment(),
     }
+    if monitor and dataset.X_test is not None:
+        _monitor_test_images(estimator, dataset)
     if fitted_backbones is not None and fitted_backbones.lend(estimator, train.X_train):
         record["backbone_reused"] = True
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
@@ -273,6 +279,15 @@ class BackboneCache:
 def learns_without_labels(estimator):
     """Whether `estimator` is fitted without labels (a clusterer, an encoder)."""
     return not get_tags(estimator).target_tags.required
+
+
+def _monitor_test_images(estimator, dataset):
+    """Give every part of an estimator that takes an ``eval_set`` the test images."""
+    estimator.set_params(**{
+        name: (dataset.X_test, dataset.y_test)
+        for name in estimator.get_params()
+        if name == "eval_set" or name.endswith("__eval_set")
+    })
 
 
 def _route_checkpoints(estimator, checkpoint_dir):

@@ -601,3 +601,25 @@ def test_listing_methods_loads_neither_torch_nor_scikit_learn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "uic-fast-rgb" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ablation_runs_each_variant_of_a_row_and_scores_the_test_images_every_epoch(tmp_path,
+                                                                                     capsys):
+    from benchmark import ablation
+
+    out = tmp_path / "ablation"
+    assert ablation.main(["--profile", "smoke", "--variants", "study,sinkhorn+views",
+                          "--out", str(out)]) == 0
+    store = ResultStore(out)
+    study = store.read("uic-fast-sobel+study", "digits", "smoke", 0)
+    guarded = store.read("uic-fast-sobel+sinkhorn+views", "digits", "smoke", 0)
+    # the smoke row shuffles already: the study's variant is the row as it is
+    assert "balanced_sampler" not in study["estimator"] and "assignment" not in study["estimator"]
+    assert "assignment='sinkhorn'" in guarded["estimator"]
+    assert "n_views=4" in guarded["estimator"]
+    # the test images are scored after every epoch, and only scored
+    assert "eval_nmi" in guarded["history"][-1] and guarded["n_train"] == 256
+    assert "## Clustering without labels" in (out / "results.md").read_text()
+    capsys.readouterr()
+    assert ablation.main(["--variants", "sinkhorn+views+swav", "--out", str(out)]) == 2
+    assert "Unknown guard 'swav'" in capsys.readouterr().err
