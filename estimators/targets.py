@@ -18,11 +18,11 @@ and the target source is the part in which the methods differ:
 
 A label pass turns the network's logits into targets by their argmax
 (:func:`argmax_labels`) or by an equal-size assignment (:func:`sinkhorn_labels`, SeLa's and
-SwAV's Sinkhorn-Knopp). A source gives each epoch's targets (:meth:`TargetSource.targets`); it may keep the
-targets the epoch trains on (:meth:`TargetSource.accept`), watch the training pass
-(:meth:`TargetSource.watch_training`), and save its state in the estimator's checkpoint
-(:meth:`TargetSource.state_dict`). It keeps that state in attributes ending in ``_``; the
-estimator builds a fresh source for every fit.
+SwAV's Sinkhorn-Knopp). A source gives each epoch's targets (:meth:`TargetSource.targets`);
+it may keep the targets the epoch trains on (:meth:`TargetSource.accept`), watch the
+training pass (:meth:`TargetSource.watch_training`), and save its state in the estimator's
+checkpoint (:meth:`TargetSource.state_dict`). It keeps that state in attributes ending in
+``_``; the estimator builds a fresh source for every fit.
 """
 
 import contextlib

@@ -112,8 +112,9 @@ def render_report(frame, *, title="Results", plots=()):
         "Figures are mean ± standard deviation over the seeds the *seeds* column counts "
         "(one seed: the figure alone). *vs best* compares each row with the best of its "
         "table on the same dataset and profile (by test accuracy; by test NMI for "
-        "clustering; by kNN accuracy for encoders), by a two-sided Welch's t-test on the seeds' figures: *tied* where "
-        f"p >= {TIE_LEVEL} (the seeds cannot tell the two apart), *below* where p < "
+        "clustering; by kNN accuracy for encoders), by a two-sided Welch's t-test on the "
+        f"seeds' figures: *tied* where p >= {TIE_LEVEL} (the seeds cannot tell the two "
+        f"apart), *below* where p < "
         f"{TIE_LEVEL}, *untested* where either row has a single seed."
     )
     sections.extend(_environments(frame))
