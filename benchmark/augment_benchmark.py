@@ -5,8 +5,9 @@ the benchmark scripts, ``pip install -e ".[peers]"``; never a dependency of the 
 
 Both draw their parameters per image and transform a whole batch at once on the training
 device, with SimCLR's CIFAR-10 policy: a resized crop of 20% to 100% of the image, a flip,
-colour jitter of strength 0.4 (hue 0.1) four times in five, grey one time in five. Each is
-timed over the same batches of random 32x32 colour images, after a warm-up call.
+colour jitter of strength 0.4 (hue 0.1) four times in five, grey one time in five (kornia
+in its usual order, crop first; the toolkit in its own, jitter first). Each is timed over
+the same batches of random 32x32 colour images, after a warm-up call.
 """
 
 import argparse

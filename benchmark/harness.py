@@ -13,10 +13,10 @@ import numpy as np
 from sklearn.base import is_clusterer
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
-from sklearn.utils import get_tags
 
 from estimators import cluster_sizes, clustering_scores
 from estimators.neighbours import mine_neighbours, neighbour_accuracy, weighted_knn_accuracy
+from features.deep import learns_without_labels
 from results.schema import checked_record
 from search import clear_cache, count_fits
 
@@ -87,14 +87,14 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     }
     if monitor and dataset.X_test is not None:
         _monitor_test_images(estimator, dataset)
-    if fitted_backbones is not None and fitted_backbones.lend(estimator, train.X_train):
+    lent = [] if fitted_backbones is None else fitted_backbones.lend(estimator, train.X_train)
+    if lent:
         record["backbone_reused"] = True
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
     fit_seconds, shared = timed_fit(estimator, *fit_args)
     # a resumed network's earlier epochs were timed when they ran, by its history; a lent
     # network was not trained by this row at all
-    resumed_epochs, resumed_seconds = (
-        (0, 0.0) if record.get("backbone_reused") else resumed_training(estimator))
+    resumed_epochs, resumed_seconds = resumed_training(estimator, lent=lent)
     record["fit_time"] = fit_seconds + resumed_seconds
     if resumed_epochs:
         record["resumed_epochs"] = resumed_epochs
@@ -253,7 +253,7 @@ class BackboneCache:
     def lend(self, estimator, X):
         """Give each ``backbone`` of ``estimator`` (nested ones too) a fitted twin if one matches.
 
-        Returns whether any was lent.
+        Returns the fitted networks lent.
         """
         lent = {}
         for name, value in estimator.get_params(deep=True).items():
@@ -262,7 +262,7 @@ class BackboneCache:
                 if fitted is not None:
                     lent[name] = fitted
         estimator.set_params(**lent)
-        return bool(lent)
+        return list(lent.values())
 
     @staticmethod
     def _key(estimator, X):
@@ -274,11 +274,6 @@ class BackboneCache:
             params["max_samples"] = None
         data = hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
         return type(estimator).__name__, repr(sorted(params.items())), X.shape, data
-
-
-def learns_without_labels(estimator):
-    """Whether `estimator` is fitted without labels (a clusterer, an encoder)."""
-    return not get_tags(estimator).target_tags.required
 
 
 def _monitor_test_images(estimator, dataset):
@@ -322,15 +317,17 @@ def fitted_parts(estimator, held):
     return list({id(part): part for part in parts}.values())
 
 
-def resumed_training(estimator):
+def resumed_training(estimator, lent=()):
     """(epochs, seconds) of training that checkpoints supplied to this fit.
 
     A fit resumed from a checkpoint trains only the epochs after it; the earlier ones, and
-    their times, come back in the network's history.
+    their times, come back in the network's history. The networks in `lent`, trained by
+    another row, count for nothing.
     """
     epochs, seconds = 0, 0.0
+    lent = {id(network) for network in lent}
     for part in fitted_parts(estimator, "backbone_"):
-        resumed = getattr(part, "n_resumed_epochs_", 0)
+        resumed = 0 if id(part) in lent else getattr(part, "n_resumed_epochs_", 0)
         if resumed:
             epochs += resumed
             seconds += float(sum(part.history_["seconds"][:resumed]))

@@ -369,8 +369,8 @@ class ContrastiveNetwork(LayeredNetwork):
     --------
     >>> import torch
     >>> net = ContrastiveNetwork(build_network("fast", 3, 10, widths=(8, 16, 16)), 32)
-    >>> net(torch.zeros(2, 3, 8, 8)).shape, net.represent(torch.zeros(2, 3, 8, 8)).shape
-    (torch.Size([2, 32]), torch.Size([2, 16]))
+    >>> net(torch.zeros(2, 3, 8, 8)).shape, net.projection[0].in_features
+    (torch.Size([2, 32]), 16)
     """
 
     def __init__(self, network, projection_dim=128, hidden_dim=None):
@@ -394,12 +394,6 @@ class ContrastiveNetwork(LayeredNetwork):
         """The projection head."""
         return self.projection
 
-    def represent(self, x):
-        """The representation of a batch: the projection head's input."""
-        for layer in self.layers.values():
-            x = layer(x)
-        return self.head[0](x)
-
 
 class ClusteringHeads(nn.Module):
     """Several linear clustering heads side by side, one of them chosen to predict.
@@ -420,7 +414,15 @@ class ClusteringHeads(nn.Module):
     def __init__(self, in_features, n_clusters, n_heads=1):
         super().__init__()
         self.heads = nn.ModuleList(nn.Linear(in_features, n_clusters) for _ in range(n_heads))
+        # saved with the weights; chosen_index mirrors it, read without a device sync
         self.register_buffer("chosen", torch.zeros((), dtype=torch.long))
+        self.chosen_index = 0
+        self.register_load_state_dict_post_hook(_read_chosen_index)
+
+    def choose(self, index):
+        """Make head `index` the one that predicts."""
+        self.chosen.fill_(index)
+        self.chosen_index = index
 
     def all_heads(self, x):
         """Logits of every head, of shape (n_heads, n_images, n_clusters)."""
@@ -428,7 +430,11 @@ class ClusteringHeads(nn.Module):
 
     def forward(self, x):
         """Logits of the chosen head."""
-        return self.heads[int(self.chosen)](x)
+        return self.heads[self.chosen_index](x)
+
+
+def _read_chosen_index(heads, incompatible_keys):
+    heads.chosen_index = int(heads.chosen)
 
 
 class MultiHeadNetwork(LayeredNetwork):
@@ -469,7 +475,7 @@ class MultiHeadNetwork(LayeredNetwork):
     def final_linear(self):
         """The chosen head's linear layer."""
         heads = self.clustering_heads
-        return heads.heads[int(heads.chosen)]
+        return heads.heads[heads.chosen_index]
 
     def representation_reader(self):
         """The clustering heads."""

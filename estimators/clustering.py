@@ -118,7 +118,7 @@ class HeldOutScore(Callback):
 
     See Also
     --------
-    BaseTorchClusterer : Its `eval_set` adds this callback.
+    BaseNetworkClusterer : Its `eval_set` adds this callback.
 
     Notes
     -----
@@ -179,7 +179,7 @@ class BaseNetworkClusterer(ClusterMixin, BaseTorchEstimator):
 
         Returns
         -------
-        self : BaseTorchClusterer
+        self : BaseNetworkClusterer
             The trained clusterer.
         """
         self._check_params()

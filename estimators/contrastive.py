@@ -42,8 +42,10 @@ class TorchContrastiveEncoder(TransformerMixin, BaseTorchEstimator):
     2N views through the network and a two-layer projection head, and minimises NT-Xent:
     the cross-entropy of each view's cosine similarities to the other 2N - 1 views, divided
     by `temperature`, with its twin as the target. :meth:`transform` returns the L2-normalised
-    representation (the projection head's input), the features SimCLR evaluates and that
-    k-means, linear probes and SCAN's neighbour mining read.
+    representation (the projection head's input): the features SimCLR's kNN evaluation and
+    SCAN's neighbour mining compare by cosine. The deep-feature plug-in
+    (:class:`features.DeepFeatures` with ``layer=None``) and linear probes read the same
+    representation unnormalised (``penultimate_features``), then reduce or standardise it.
 
     Labels are never used: ``fit(X, y)`` and ``fit(X)`` train the same network.
 

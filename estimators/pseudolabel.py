@@ -296,4 +296,10 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         """Cross-entropy, less `entropy_weight` times the batch's assignment entropy."""
         if not self.entropy_weight:
             return super().initialize_criterion()
+        if self._routed("criterion"):
+            raise ValueError(
+                f"entropy_weight={self.entropy_weight} replaces the cross-entropy loss, which "
+                f"takes the criterion__ parameters {sorted(self._routed('criterion'))}; drop "
+                "them or set entropy_weight=0."
+            )
         self.criterion_ = BalancedCrossEntropy(self.entropy_weight, self.label_smoothing)

@@ -31,7 +31,7 @@ from features.augment import RandomAugment
 from .architectures import MultiHeadNetwork
 from .clustering import BaseNetworkClusterer
 from .contrastive import SIMCLR_AUGMENTATION, TorchContrastiveEncoder
-from .losses import confident_targets, scan_loss, self_labelling_loss
+from .losses import scan_loss, self_labelling_loss
 from .neighbours import mine_neighbours
 from .training import OPTIMIZERS
 
@@ -343,11 +343,11 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         finally:
             del self._epoch_data
         if self._self_labelling:
-            return {"step": "self-label", **record,
-                    "confident": self._totals[0].item() / len(identities)}
+            n_seen = sum(len(batch) for batch in batches)
+            return {"step": "self-label", **record, "confident": self._totals[0].item() / n_seen}
         head_losses = (self._totals / len(batches)).tolist()
         best = min(range(self.n_heads), key=head_losses.__getitem__)
-        self.module_.clustering_heads.chosen.fill_(best)
+        self.module_.clustering_heads.choose(best)
         return {"step": "scan", **record, "head_losses": head_losses, "head": best}
 
     def train_step(self, batch, identities):
@@ -387,7 +387,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         totals = torch.stack([self.criterion_(anchor, partner)[0]
                               for anchor, partner in zip(anchors, partners)])
         self._totals += totals.detach()
-        head = int(self.module_.clustering_heads.chosen)
+        head = self.module_.clustering_heads.chosen_index
         agree = (anchors[head].argmax(dim=1) == partners[head].argmax(dim=1)).sum()
         return totals.sum(), agree
 
@@ -396,7 +396,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
             weak = self.module_(self._inputs(batch, train=True, augment=self.weak_augment_))
         with self._autocast():
             strong = self.module_(self._inputs(batch, train=True))
-        targets, confident = confident_targets(weak, self.confidence_threshold)
-        self._totals[0] += confident.sum()
+        self._totals[0] += (weak.float().softmax(dim=1).amax(dim=1)
+                            > self.confidence_threshold).sum()
         loss = self_labelling_loss(weak, strong, self.confidence_threshold)
-        return loss, (strong.argmax(dim=1) == targets).sum()
+        return loss, (strong.argmax(dim=1) == weak.argmax(dim=1)).sum()

@@ -608,11 +608,7 @@ class BaseTorchEstimator(BaseEstimator):
         The images and labels enter by their content: a checkpoint of a network trained on
         other images of the same shape (another fold of a cross-validation) never resumes.
         """
-        params = {
-            key: value
-            for key, value in self.get_params(deep=False).items()
-            if key not in self._resumable_params
-        }
+        params = _training_params(self)
         content = hashlib.blake2b(np.ascontiguousarray(data.numpy()).data, digest_size=16)
         if labels is not None:
             content.update(np.ascontiguousarray(labels.numpy()).data)
@@ -866,6 +862,21 @@ class BaseTorchEstimator(BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "stop_reason_")
+
+
+def _training_params(estimator):
+    """The parameters that change what `estimator` trains, nested estimators' included.
+
+    A nested estimator (a backbone) enters by its own such parameters, so that one lent
+    from another row (its checkpoint folder elsewhere) fingerprints as the one trained here.
+    """
+    resumable = getattr(estimator, "_resumable_params", ())
+    return {
+        key: (type(value).__name__, sorted(_training_params(value).items()))
+        if hasattr(value, "get_params") and not isinstance(value, type) else value
+        for key, value in estimator.get_params(deep=False).items()
+        if key not in resumable
+    }
 
 
 def _check_loss_is_finite(loss, epoch, lr):

@@ -137,7 +137,8 @@ class RandomAugment(nn.Module):
     def _where_drawn(self, p, transform, images):
         """`transform` of the images drawn with probability `p`, the others unchanged.
 
-        Draws nothing where `p` is 0 or 1 (the study's policy draws no such choice).
+        Draws nothing where `p` is 0 or 1: the study's policy jitters every image and
+        turns none grey, and draws no such choice.
         """
         if p == 0:
             return images
@@ -147,7 +148,8 @@ class RandomAugment(nn.Module):
         return torch.where(drawn.to(images.device).view(-1, 1, 1, 1), transform(images), images)
 
     def _flip(self, images):
-        return self._where_drawn(self.flip_p, lambda batch: batch.flip(-1), images)
+        flip = torch.rand(len(images), generator=self.generator) < self.flip_p
+        return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(-1), images)
 
     def _resized_crop(self, images):
         n, _, height, width = images.shape

@@ -12,8 +12,9 @@ import math
 from numbers import Integral
 
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone, is_clusterer
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
@@ -57,6 +58,22 @@ def pooled_size(channels, height, width, max_features):
     pooled_height = min(height, cells, max(1, math.isqrt(cells * height // width)))
     pooled_width = min(width, cells // pooled_height, math.isqrt(cells * width // height))
     return pooled_height, max(1, pooled_width)
+
+
+def learns_without_labels(estimator):
+    """Whether `estimator` is fitted without labels (a clusterer, an encoder).
+
+    Parameters
+    ----------
+    estimator : estimator
+        A scikit-learn estimator.
+
+    Returns
+    -------
+    label_free : bool
+        True where its tags say it needs no target.
+    """
+    return not get_tags(estimator).target_tags.required
 
 
 class DeepFeatures(TransformerMixin, BaseEstimator):
@@ -146,7 +163,8 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
         X : array-like of shape (n_images, height, width, channels)
             Images, uint8 in [0, 255] or floats in [0, 1].
         y : array-like of shape (n_images,), default=None
-            Labels, passed to an unfitted backbone unless it is a clusterer.
+            Labels, passed to an unfitted backbone unless it learns without them (a
+            clusterer, an encoder).
 
         Returns
         -------
@@ -187,7 +205,8 @@ class DeepFeatures(TransformerMixin, BaseEstimator):
             check_is_fitted(self.backbone)
         except NotFittedError:
             backbone = clone(self.backbone)
-            return backbone.fit(images) if is_clusterer(backbone) else backbone.fit(images, y)
+            labels = () if learns_without_labels(backbone) else (y,)
+            return backbone.fit(images, *labels)
         return self.backbone
 
     def _check_layer(self, backbone):

@@ -504,7 +504,8 @@ def test_rows_reading_an_encoder_borrow_it_and_score_like_standalone(tmp_path):
     assert logreg["test_accuracy"] >= 0.7 and svm["test_accuracy"] >= 0.7
     standalone = ResultStore(alone).read("simclr-fast-kmeans", "digits", "smoke", 0)
     assert kmeans["backbone_reused"] and "backbone_reused" not in standalone
-    assert kmeans["nmi_test"] == standalone["nmi_test"] > 0.3
+    # (one smoke epoch on 256 images: 0.28 to 0.33 by the thread count; chance about 0.03)
+    assert kmeans["nmi_test"] == standalone["nmi_test"] > 0.2
     # SCAN reads an encoder the run trained before; one smoke epoch of each clusters above
     # chance (about 0.03 for 10 random clusters of the 360 test images)
     assert scan["backbone_reused"] and scan["nmi_test"] > 0.1

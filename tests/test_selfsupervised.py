@@ -86,15 +86,20 @@ def test_projection_and_clustering_heads_read_the_penultimate_features(arch):
     network(x)
 
     contrastive = ContrastiveNetwork(network, projection_dim=16).eval()
-    torch.testing.assert_close(contrastive.represent(x), captured[0])
+    contrastive.representation_reader().register_forward_pre_hook(
+        lambda m, args: captured.append(args[0]))
     assert contrastive(x).shape == (2, 16)
-    assert contrastive.representation_reader() is contrastive.projection
+    torch.testing.assert_close(captured[1], captured[0])
 
     clusters = MultiHeadNetwork(contrastive, 4, n_heads=3).eval()
     assert clusters.all_heads(x).shape == (3, 2, 4)
-    clusters.clustering_heads.chosen.fill_(2)
+    clusters.clustering_heads.choose(2)
     torch.testing.assert_close(clusters(x), clusters.all_heads(x)[2])
     assert clusters.final_linear() is clusters.clustering_heads.heads[2]
+    # the chosen head is saved with the weights
+    copy = MultiHeadNetwork(build_network(arch, 3, 10), 4, n_heads=3)
+    copy.load_state_dict(clusters.state_dict())
+    assert copy.clustering_heads.chosen_index == 2
 
 
 # ------------------------------------------------------------------ kNN accuracy
@@ -260,6 +265,20 @@ def test_scan_resumes_after_a_crash_as_if_uninterrupted(encoder, small_digits, t
     assert resumed.n_resumed_epochs_ == 2
     assert resumed.history_["loss"] == uninterrupted.history_["loss"]
     assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
+
+
+def test_scan_resumes_over_a_backbone_trained_elsewhere(encoder, small_digits, tmp_path):
+    # a run lends the encoder another row trained (its checkpoints in that row's folder);
+    # a rerun after a crash trains the same encoder in the SCAN row's own folder
+    X, _ = small_digits
+    params = scan_params(epochs=3)
+    twin = TorchContrastiveEncoder(**ENCODER, checkpoint_dir=tmp_path / "encoder").fit(X)
+    crashing = TorchNeighbourClusterer(encoder, **params, checkpoint_dir=tmp_path / "scan",
+                                       callbacks=[CrashAfter(2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X)
+    resumed = TorchNeighbourClusterer(twin, **params, checkpoint_dir=tmp_path / "scan").fit(X)
+    assert resumed.n_resumed_epochs_ == 2
 
 
 @parametrize_with_checks(
