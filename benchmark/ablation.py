@@ -18,7 +18,7 @@ from pathlib import Path
 
 from results import ResultStore
 
-from .arguments import comma_separated, with_flags
+from .arguments import comma_separated, positive_int, seed_list, with_flags
 from .cli import DATA_SEED, write_report
 from .datasets import DataError, load_dataset
 from .harness import run_method
@@ -115,13 +115,13 @@ def _parser():
     parser.add_argument("--variants", type=comma_separated, default=list(DEFAULT_VARIANTS),
                         help=f"variants: {STUDY}, {PLAIN}, or guards joined by '+' "
                              f"({', '.join(GUARDS)}); default each alone")
-    parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")],
-                        default=[0], help="comma-separated seeds (default 0)")
+    parser.add_argument("--seeds", type=seed_list, default=[0],
+                        help="comma-separated seeds (default 0)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--dataset", default="digits", help="digits, cifar10 or a PATH")
     parser.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
-    parser.add_argument("--limit", type=int, help="training images at most")
+    parser.add_argument("--limit", type=positive_int, help="training images at most")
     return parser
 
 

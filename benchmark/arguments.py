@@ -15,6 +15,37 @@ DATA_FLAGS = {
 }
 
 
+# Seeds numpy's legacy RandomState takes.
+MAX_SEED = 2**32 - 1
+
+
+def integer(text, *, accept, expected):
+    """An integer parsed from `text` that `accept` takes, or an argparse error naming `expected`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    return integer(text, accept=lambda n: n >= 1, expected="a positive integer")
+
+
+def seed_number(text):
+    """An argparse type: a seed, from 0 to `MAX_SEED`."""
+    return integer(text, accept=lambda n: 0 <= n <= MAX_SEED,
+                   expected=f"an integer from 0 to {MAX_SEED}")
+
+
+def seed_list(text):
+    """An argparse type: comma-separated seeds, each once, in order."""
+    return list(dict.fromkeys(seed_number(name) for name in comma_separated(text)))
+
+
 def comma_separated(text):
     """An argparse type: comma-separated names, each once, in order; blanks dropped."""
     names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))

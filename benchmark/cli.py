@@ -11,7 +11,15 @@ from tqdm.auto import tqdm
 from results.store import RecordError, ResultStore, atomic_write
 from search.backends import BACKENDS, SchedulerError, parallel_backend
 
-from .arguments import comma_separated, with_flags
+from .arguments import (
+    MAX_SEED,
+    comma_separated,
+    integer,
+    positive_int,
+    seed_list,
+    seed_number,
+    with_flags,
+)
 from .errors import DataError
 from .registry import (
     METHODS,
@@ -28,7 +36,6 @@ USAGE_ERROR = 2
 INTERRUPTED = 130
 NOTES_FILE = "notes.md"
 # Seeds go to numpy's and scikit-learn's generators, which take 32-bit unsigned integers.
-MAX_SEED = 2**32 - 1
 # Seed of the draws that make the dataset (a hold-out split, --limit's subset).
 DATA_SEED = 0
 DATASET_HELP = {
@@ -74,8 +81,8 @@ def _parser():
     run.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     run.add_argument("--out", type=Path, help="run folder (default runs/<dataset>-<profile>)")
     seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
-    seeds.add_argument("--seeds", type=_seeds, metavar="S1,S2,...",
+    seeds.add_argument("--seed", type=seed_number, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    seeds.add_argument("--seeds", type=seed_list, metavar="S1,S2,...",
                        help="fit every row once per seed, each its own record; tables show "
                             "mean and standard deviation over seeds")
     run.add_argument("--n-jobs", type=_n_jobs, default=-1,
@@ -85,7 +92,7 @@ def _parser():
                           "or a Dask cluster (which also runs the methods side by side)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address; implies --backend dask (default: a local cluster)")
-    run.add_argument("--limit", type=_positive_int,
+    run.add_argument("--limit", type=positive_int,
                      help="keep N training images (seeded, stratified)")
     run.add_argument("--image-size", type=_image_size, metavar="HxW",
                      help="resize every image instead of refusing mixed sizes")
@@ -98,11 +105,11 @@ def _parser():
         "cluster", help="cluster a folder or archive of images, labelled or not")
     cluster.add_argument("path", type=Path, metavar="PATH")
     cluster.add_argument("--method", required=True, help="a clustering method, such as kmeans")
-    cluster.add_argument("--clusters", type=_positive_int,
+    cluster.add_argument("--clusters", type=positive_int,
                          help="default: the number of classes, or 10")
     cluster.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)}")
     cluster.add_argument("--out", type=Path, help="default runs/<dataset>-cluster-<method>")
-    cluster.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED} (default 0)")
+    cluster.add_argument("--seed", type=seed_number, default=0, help=f"0 to {MAX_SEED} (default 0)")
     cluster.add_argument("--cache-dir", type=Path, help="where decoded image trees are cached")
     cluster.add_argument("--image-size", type=_image_size, metavar="HxW",
                          help="resize every image instead of refusing mixed sizes")
@@ -116,31 +123,8 @@ def _parser():
     return parser
 
 
-def _integer(text, *, accept, expected):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not accept(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def _positive_int(text):
-    return _integer(text, accept=lambda n: n >= 1, expected="a positive integer")
-
-
-def _seed(text):
-    return _integer(text, accept=lambda n: 0 <= n <= MAX_SEED,
-                    expected=f"an integer from 0 to {MAX_SEED}")
-
-
-def _seeds(text):
-    return list(dict.fromkeys(_seed(name) for name in comma_separated(text)))
-
-
 def _n_jobs(text):
-    return _integer(text, accept=lambda n: n != 0, expected="a non-zero integer (-1: all cores)")
+    return integer(text, accept=lambda n: n != 0, expected="a non-zero integer (-1: all cores)")
 
 
 def _image_size(text):

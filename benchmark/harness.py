@@ -428,7 +428,9 @@ def encoder_record(estimator, train, dataset, *, seed=0):
         record["knn_accuracy"] = weighted_knn_accuracy(
             train_features, train.y_train, estimator.transform(dataset.X_test), dataset.y_test)
     scored = subsample(train, TRAIN_SCORE_LIMIT, seed=seed)
-    neighbours = mine_neighbours(estimator.transform(scored.X_train), N_NEIGHBOURS_SCORED)
+    scored_features = (train_features if scored is train
+                       else estimator.transform(scored.X_train))
+    neighbours = mine_neighbours(scored_features, N_NEIGHBOURS_SCORED)
     record["neighbour_accuracy"] = neighbour_accuracy(neighbours, scored.y_train)
     return record
 

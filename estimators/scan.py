@@ -182,6 +182,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
     }
     _routed_prefixes = ("optimizer", "augment", "weak_augment")
+    _augment_defaults = SIMCLR_AUGMENTATION
 
     def __init__(
         self,
@@ -294,15 +295,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         else:
             self.mixed_precision_ = self.precision == "bfloat16"
         self.input_transform_ = copy.deepcopy(backbone.input_transform_).to(self.device_)
-        self.augment_ = self.weak_augment_ = None
-        if self.augment:
-            self.augment_ = RandomAugment(
-                generator=self._generator, **{**SIMCLR_AUGMENTATION, **self._routed("augment")}
-            )
-            self.weak_augment_ = RandomAugment(
-                generator=self._generator,
-                **{**WEAK_AUGMENTATION, **self._routed("weak_augment")},
-            )
+        self.augment_ = self._random_augment(self._augment_defaults)
+        self.weak_augment_ = self._random_augment(WEAK_AUGMENTATION, "weak_augment")
 
     def initialize_module(self, data, n_outputs):
         """A copy of the backbone's network under `n_heads` clustering heads."""

@@ -631,12 +631,15 @@ class BaseTorchEstimator(BaseEstimator):
         self.input_transform_ = make_input_transform(
             self.input, self.upsample, mean=mean, std=std
         ).to(self.device_)
-        self.augment_ = (
-            RandomAugment(generator=self._generator,
-                          **{**self._augment_defaults, **self._routed("augment")})
-            if self.augment
-            else None
-        )
+        self.augment_ = self._random_augment(self._augment_defaults)
+
+    def _random_augment(self, defaults, prefix="augment"):
+        """A :class:`RandomAugment` of `defaults` and the ``<prefix>__`` parameters on the
+        estimator's generator; None where `augment` is off."""
+        if not self.augment:
+            return None
+        return RandomAugment(generator=self._generator,
+                             **{**defaults, **self._routed(prefix)})
 
     def initialize_module(self, data, n_outputs):
         """Build ``module_`` on the device; a network with ``data_init`` sees a sample first."""
