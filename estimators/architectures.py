@@ -12,6 +12,7 @@ penultimate features.
 import difflib
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -496,6 +497,45 @@ ARCHITECTURES = {
 }
 
 
+class CentreTapConv2d(nn.Conv2d):
+    """A convolution with "same" zero padding that computes a 1x1 map as a matrix product.
+
+    On a 1x1 map every tap of the kernel but the centre one meets padding, so the
+    convolution is a linear layer with the centre tap's weights: the same output, the same
+    gradients (zero for the other taps). It is far cheaper: oneDNN's backward pass of a
+    3x3 convolution on 1x1 maps takes 50 times the linear layer's on an AVX2 CPU (512
+    channels, 128 images: 243 ms against 5 ms), and ResNet18 and VGG16 reach 1x1 maps on
+    8x8 images. Larger maps go through :class:`torch.nn.Conv2d` unchanged.
+    """
+
+    def _conv_forward(self, input, weight, bias):
+        if input.shape[-2:] != (1, 1):
+            return super()._conv_forward(input, weight, bias)
+        height, width = self.kernel_size
+        centre = weight[:, :, height // 2, width // 2]
+        return F.linear(input.flatten(1), centre, bias)[..., None, None]
+
+
+def _takes_centre_tap(conv):
+    """Whether `conv` sees a 1x1 input only through its centre tap ("same" zero padding)."""
+    return (
+        type(conv) is nn.Conv2d
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and conv.dilation == (1, 1)
+        and all(size % 2 == 1 for size in conv.kernel_size)
+        and conv.padding == tuple(size // 2 for size in conv.kernel_size)
+    )
+
+
+def _with_centre_tap_convolutions(network):
+    """`network` with each of its convolutions that can be a :class:`CentreTapConv2d`."""
+    for module in network.modules():
+        if _takes_centre_tap(module):
+            module.__class__ = CentreTapConv2d
+    return network
+
+
 def build_network(arch, in_channels, n_classes, **kwargs):
     """Build a network by name.
 
@@ -527,4 +567,4 @@ def build_network(arch, in_channels, n_classes, **kwargs):
             f"Unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}."
             f"{_did_you_mean(arch, ARCHITECTURES)}"
         )
-    return ARCHITECTURES[arch](in_channels, n_classes, **kwargs)
+    return _with_centre_tap_convolutions(ARCHITECTURES[arch](in_channels, n_classes, **kwargs))

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import TorchCNNClassifier, build_network
-from estimators.architectures import ARCHITECTURES
+from estimators.architectures import ARCHITECTURES, CentreTapConv2d
 from estimators.samplers import ShuffleSampler, n_batches
 from estimators.training import Callback, History, has_native_bfloat16, resolve_device
 from features.augment import RandomAugment, Sobel, make_input_transform
@@ -139,6 +139,31 @@ def test_unknown_layer_and_architecture_suggest_a_name():
         network.features(torch.rand(2, 3, 8, 8), "stage4")
     with pytest.raises(ValueError, match="Did you mean 'resnet18'"):
         build_network("resnet", 3, 10)
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(3, 1), (3, 2), (5, 1)])
+def test_centre_tap_convolution_matches_the_convolution_on_1x1_maps(kernel_size, stride):
+    torch.manual_seed(0)
+    reference = torch.nn.Conv2d(8, 4, kernel_size, stride=stride, padding=kernel_size // 2)
+    centre_tap = CentreTapConv2d(8, 4, kernel_size, stride=stride, padding=kernel_size // 2)
+    centre_tap.load_state_dict(reference.state_dict())
+    for size in (1, 3):  # 3x3 maps go through the convolution itself
+        images = torch.randn(5, 8, size, size)
+        outputs = [conv(images) for conv in (reference, centre_tap)]
+        torch.testing.assert_close(outputs[1], outputs[0])
+        for conv, output in zip((reference, centre_tap), outputs):
+            conv.zero_grad()
+            (output * torch.arange(output.numel()).view_as(output)).sum().backward()
+        torch.testing.assert_close(centre_tap.weight.grad, reference.weight.grad)
+        torch.testing.assert_close(centre_tap.bias.grad, reference.bias.grad)
+
+
+def test_networks_reaching_1x1_maps_compute_them_by_their_centre_taps():
+    network = build_network("vgg16_bn", 3, 10)
+    convolutions = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(type(conv) is CentreTapConv2d for conv in convolutions)
+    stem = build_network("fast", 3, 10).layers["stage1"][1]  # unpadded patches: not a candidate
+    assert type(stem) is torch.nn.Conv2d
 
 
 def test_fast_network_whitens_its_stem_from_data():
