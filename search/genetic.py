@@ -12,7 +12,7 @@ from numbers import Integral, Real
 from operator import attrgetter
 
 import numpy as np
-from deap import base, creator, tools
+from deap import base, tools
 from sklearn.utils import check_random_state
 
 from ._sklearn_compat import BaseSearchCV, Interval
@@ -20,13 +20,22 @@ from .structured import model_key
 
 __all__ = ["FloatRange", "GASearchCV", "IntRange"]
 
-# A pickled Individual is found again by its name in deap.creator, so the
-# classes are made once, at import, in every process that imports this module;
-# the guard keeps a re-import from warning that they are being overwritten.
-if not hasattr(creator, "FitnessMax"):
-    creator.create("FitnessMax", base.Fitness, weights=(1.0,))
-if not hasattr(creator, "Individual"):
-    creator.create("Individual", list, fitness=creator.FitnessMax)
+
+class _FitnessMax(base.Fitness):
+    weights = (1.0,)
+
+
+class _Individual(list):
+    """A candidate's genes, one per dimension, and its fitness.
+
+    What ``deap.creator.create("Individual", list, fitness=...)`` makes, defined here: the
+    creator's classes live in one namespace that other DEAP users (sklearn-genetic-opt)
+    redefine and delete.
+    """
+
+    def __init__(self, genes=()):
+        super().__init__(genes)
+        self.fitness = _FitnessMax()
 
 # One standard deviation of a numeric mutation, as a fraction of the range.
 _MUTATION_SCALE = 0.1
@@ -180,7 +189,7 @@ def _dimension(name, values):
 
 
 def _random_individual(dimensions, rng):
-    return creator.Individual(dim._sample(rng) for dim in dimensions)
+    return _Individual(dim._sample(rng) for dim in dimensions)
 
 
 def _uniform_crossover(first, second, rng):

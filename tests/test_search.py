@@ -159,6 +159,17 @@ def test_same_seed_same_search(svc_search, digits):
     )
 
 
+def test_search_is_unmoved_by_other_deap_users_of_the_creator(svc_search, digits, monkeypatch):
+    from deap import base, creator
+
+    # sklearn-genetic-opt makes these with two objectives, then deletes them after a fit
+    monkeypatch.delattr(creator, "Individual", raising=False)
+    monkeypatch.setattr(creator, "FitnessMax", type("FitnessMax", (base.Fitness,),
+                                                     {"weights": (1.0, -1.0)}), raising=False)
+    again = _svc_search().fit(*digits)
+    assert again.cv_results_["params"] == svc_search.cv_results_["params"]
+
+
 def test_other_seed_other_search(digits):
     first = _svc_search(generations=1).fit(*digits)
     second = _svc_search(generations=1, random_state=1).fit(*digits)
