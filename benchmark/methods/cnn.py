@@ -6,6 +6,7 @@ from .networks import (
     LIGHT_AUGMENTATION,
     SMOKE,
     STUDY_NETWORKS,
+    STUDY_QUICK,
     network_params,
 )
 from .row import Method
@@ -25,8 +26,7 @@ SETTINGS = {
     },
     **{name: {
         "smoke": SMOKE[name],
-        # a few epochs on 10,000 images: what a 2-core CPU trains in about 20 minutes
-        "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05},
+        "quick": STUDY_QUICK[name],
         "gpu": {"epochs": 20, "lr": 0.1, **GPU_BATCH},
         "paper": PAPER,
     } for name in STUDY_NETWORKS},
