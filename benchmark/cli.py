@@ -91,7 +91,8 @@ def _parser():
                      help="where parallel jobs run: threads (the default) or processes here, "
                           "or a Dask cluster (which also runs the methods side by side)")
     run.add_argument("--scheduler", metavar="ADDRESS",
-                     help="Dask scheduler address; implies --backend dask (default: a local cluster)")
+                     help="Dask scheduler address; implies --backend dask "
+                          "(default: a local cluster)")
     run.add_argument("--limit", type=positive_int,
                      help="keep N training images (seeded, stratified)")
     run.add_argument("--image-size", type=_image_size, metavar="HxW",

@@ -6,8 +6,9 @@ Both tuners search the same model over the same space with the same folds, popul
 generations, on the classical path's features (scale, flatten, PCA 99%, computed once);
 each keeps its own operators and defaults, as a user of either would. Per space and seed:
 the best cross-validation score, the test score of the refitted best candidate, the number
-of fits (candidates x folds, a candidate scored again taken from the tuner's cache) and the
-wall time of search and refit. sklearn-genetic-opt is an extra of this script, never a
+of fits (candidates x folds, a candidate scored again taken from the tuner's cache), the fits
+computed (the toolkit's shared-work estimators compute a fit once for the candidates that are
+provably the same model, or a prefix of one) and the wall time of search and refit. sklearn-genetic-opt is an extra of this script, never a
 dependency of the toolkit.
 """
 
@@ -26,8 +27,8 @@ from search import GASearchCV, FloatRange, clear_cache, count_fits, search_space
 from .arguments import DATA_FLAGS, seed_list, with_flags
 from .datasets import DataError, load_dataset
 from .harness import cpu_model
+from .markdown import command_line, load_sentence, markdown_table, write_report
 from .registry import CLASSICAL_MODELS
-from .search_benchmark import markdown_table, pca_features
 
 # The continuous space: an RBF SVM's C and gamma over orders of magnitude.
 CONTINUOUS_SVM = {"kernel": ["rbf"], "C": FloatRange(1e-2, 1e3, log=True),
@@ -67,12 +68,13 @@ def run_ours(model, space, X, y, X_test, y_test, *, folds, population, generatio
     search = GASearchCV(structured(model), space, cv=folds, population_size=population,
                         generations=generations, random_state=seed)
     clear_cache()
-    with count_fits():
+    with count_fits() as shared:
         start = time.perf_counter()
         search.fit(X, y)
         seconds = time.perf_counter() - start
-    return _outcome(search, X_test, y_test, fits=len(search.cv_results_["params"]) * search.n_splits_,
-                    seconds=seconds)
+    fits = len(search.cv_results_["params"]) * search.n_splits_
+    return _outcome(search, X_test, y_test, fits=fits,
+                    computed=shared.computed if shared.requested else fits, seconds=seconds)
 
 
 def run_peer(model, space, X, y, X_test, y_test, *, folds, population, generations, seed):
@@ -89,15 +91,16 @@ def run_peer(model, space, X, y, X_test, y_test, *, folds, population, generatio
     start = time.perf_counter()
     search.fit(X, y)
     seconds = time.perf_counter() - start
-    return _outcome(search, X_test, y_test, fits=len(search.fitness_cache) * search.n_splits_,
-                    seconds=seconds)
+    fits = len(search.fitness_cache) * search.n_splits_
+    return _outcome(search, X_test, y_test, fits=fits, computed=fits, seconds=seconds)
 
 
-def _outcome(search, X_test, y_test, *, fits, seconds):
+def _outcome(search, X_test, y_test, *, fits, computed, seconds):
     return {
         "best CV score": search.best_score_,
         "test score": search.score(X_test, y_test),
         "fits": fits,
+        "fits computed": computed,
         "seconds": seconds,
         "best params": _rounded(search.best_params_),
     }
@@ -126,7 +129,7 @@ def compare(space_name, model_name, space, data, *, seeds, folds, population, ge
 
 def summary(rows):
     """Per space and tuner: three-seed means of score, test score, fits and seconds."""
-    keys = ("best CV score", "test score", "fits", "seconds")
+    keys = ("best CV score", "test score", "fits", "fits computed", "seconds")
     groups = {}
     for row in rows:
         groups.setdefault((row["space"], row["tuner"]), []).append(row)
@@ -176,24 +179,21 @@ def main(argv=None):
         model_name, space = available[name]
         rows += compare(name, model_name, space, (X, y, X_test, y_test), seeds=args.seeds,
                         folds=folds, population=args.population, generations=args.generations)
-    report = "\n\n".join([
+    write_report(args.out, [
         f"# Genetic search: the toolkit against sklearn-genetic-opt, {dataset.name}",
-        f"Command: `python -m benchmark.peer_search {' '.join(argv or sys.argv[1:])}`",
-        f"Measured {date.today()} on {cpu_model()} ({os.cpu_count()} CPUs), {len(X)} training and {len(X_test)} test images, {X.shape[1]} PCA features, "
+        command_line("peer_search", argv),
+        f"Measured {date.today()} on {cpu_model()} ({os.cpu_count()} CPUs), {len(X)} training "
+        f"and {len(X_test)} test images, {X.shape[1]} PCA features, "
         f"{args.folds}-fold CV, population {args.population}, {args.generations} generations, "
         "each tuner with its own operators (the toolkit: crossover 0.5, mutation 0.2, "
         "patience 5 generations; sklearn-genetic-opt: eaMuPlusLambda, crossover 0.2, "
-        "mutation 0.8). The toolkit searches the shared-work twin of each model. Load "
-        f"average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the "
-        "end.",
+        "mutation 0.8). The toolkit searches the shared-work twin of each model. "
+        + load_sentence(load_before),
         "## Means over seeds",
         markdown_table(summary(rows)),
         "## Every run",
         markdown_table(rows),
     ])
-    with open(args.out, "w") as file:
-        file.write(report + "\n")
-    print(report)
 
 
 def test_features(dataset, seed=0):

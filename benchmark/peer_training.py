@@ -32,8 +32,8 @@ from features.augment import RandomAugment, make_input_transform
 from .arguments import DATA_FLAGS, positive_int, with_flags
 from .datasets import DataError, load_dataset
 from .harness import cpu_model
+from .markdown import command_line, load_sentence, markdown_table, write_report
 from .registry import get_methods
-from .search_benchmark import markdown_table
 
 
 class AugmentedNetwork(nn.Module):
@@ -172,19 +172,15 @@ def main(argv=None):
         results += compare(row, dataset, profile=args.profile, epochs=row_epochs,
                            seed=args.seed)
         print(markdown_table(results[-2:]), file=sys.stderr, flush=True)
-    report = "\n\n".join([
+    write_report(args.out, [
         f"# Training loop: the toolkit against skorch, {dataset.name}",
-        f"Command: `python -m benchmark.peer_training {' '.join(argv or sys.argv[1:])}`",
+        command_line("peer_training", argv),
         f"Measured {date.today()} on {cpu_model()} ({torch.get_num_threads()} torch threads, "
         f"torch kernels {torch.backends.cpu.get_cpu_capability()}), {len(dataset.X_train)} "
         f"training and {len(dataset.X_test)} test images, profile {args.profile}, seed "
-        f"{args.seed}. Load average (1 min) {load_before:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end.",
+        f"{args.seed}. {load_sentence(load_before)}",
         markdown_table(results),
     ])
-    with open(args.out, "w") as file:
-        file.write(report + "\n")
-    print(report)
 
 
 if __name__ == "__main__":

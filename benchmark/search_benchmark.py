@@ -9,20 +9,19 @@ that only the searches are timed. Every search uses the same stratified folds.
 import argparse
 import os
 import platform
-import sys
 import time
 from datetime import date
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
-from tabulate import tabulate
 
 from features import ImageFlattener, make_pca
 from search import SEARCH_SPACES, GASearchCV, clear_cache, count_fits, search_space, structured
 
 from .arguments import DATA_FLAGS, names_among, with_flags
 from .datasets import DataError, load_dataset
+from .markdown import command_line, load_sentence, markdown_table, write_report
 from .registry import CLASSICAL_MODELS
 
 
@@ -89,19 +88,6 @@ def ga_versus_grid(X, y, model_name, *, seeds, folds, ga_settings):
     return rows
 
 
-def markdown_table(rows):
-    """Rows of dicts as one GitHub markdown table, numbers to 4 significant digits."""
-    headers = list(dict.fromkeys(key for row in rows for key in row))
-    body = [[_cell(row.get(key, "")) for key in headers] for row in rows]
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 MODEL_NAMES = names_among(SEARCH_SPACES, "model")
 
 
@@ -157,14 +143,13 @@ def main(argv=None):
         "trees are left out to keep the plain search affordable).",
         markdown_table(structured_rows),
     ] if structured_rows else []
-    report = "\n\n".join([
+    write_report(args.out, [
         f"# Tuners on the study's grids: {dataset.name}",
-        f"Command: `python -m benchmark.search_benchmark {' '.join(argv or sys.argv[1:])}`",
+        command_line("search_benchmark", argv),
         f"Measured {date.today()} on {platform.machine()} with {os.cpu_count()} CPUs, "
         f"{len(X)} training images, {X.shape[1]} PCA features, {args.folds}-fold CV. "
-        f"GA: population {args.population or 'sqrt(grid size)'}, at most {args.generations} generations, "
-        f"patience {args.patience}. Load average (1 min) {load_before:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end: above the CPU count, timings are inflated.",
+        f"GA: population {args.population or 'sqrt(grid size)'}, at most "
+        f"{args.generations} generations, patience {args.patience}. {load_sentence(load_before)}",
         "## GA vs exhaustive search (paper grids)",
         "Both searches use the structure-aware estimators; *fits* counts candidates x folds, "
         "*fits computed* the fits that work sharing could not avoid. The GA scores each model "
@@ -173,9 +158,6 @@ def main(argv=None):
         markdown_table(rows),
         *structured_section,
     ])
-    with open(args.out, "w") as file:
-        file.write(report + "\n")
-    print(report)
 
 
 if __name__ == "__main__":

@@ -534,6 +534,8 @@ def test_report_of_a_run_fills_every_cell_of_every_table(tmp_path):
     ("throughput", ["--archs", "fast,alexnett"], "Unknown architecture 'alexnett'. Did you mean alexnet"),
     ("search_benchmark", ["--models", "svm,knnn"], "Unknown model 'knnn'. Did you mean knn"),
     ("search_benchmark", ["--dataset", "/nowhere"], "neither a built-in dataset"),
+    ("peer_search", ["--spaces", "knn,svn"], "unknown spaces ['svn']"),
+    ("peer_training", ["--rows", "cnn-fast", "--epochs", "1,2"], "one number per row"),
 ])
 def test_benchmark_scripts_refuse_unknown_names_and_data(tmp_path, capsys, script, args, message):
     import importlib
@@ -543,6 +545,19 @@ def test_benchmark_scripts_refuse_unknown_names_and_data(tmp_path, capsys, scrip
         main([*args, "--out", str(tmp_path / "report.md")])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_peer_search_runs_both_tuners_on_the_same_space(tmp_path):
+    pytest.importorskip("sklearn_genetic")
+    from benchmark import peer_search
+
+    out = tmp_path / "report.md"
+    peer_search.main(["--spaces", "svm-continuous", "--seeds", "0", "--population", "3",
+                      "--generations", "1", "--out", str(out)])
+    runs = [line for line in out.read_text().splitlines() if line.startswith("| svm-continuous")]
+    assert {line.split("|")[2].strip() for line in runs} == {"toolkit", "sklearn-genetic-opt"}
+    # every test score a good SVM's: both searched C and gamma and refitted their best
+    assert all(float(line.split("|")[5]) > 0.9 for line in runs[2:])
 
 
 def test_seeds_give_one_record_each_a_spread_and_resume_seed_by_seed(tmp_path, monkeypatch):
