@@ -1,6 +1,7 @@
 """Benchmark the genetic tuner against sklearn-genetic-opt's GASearchCV, on the same spaces.
 
-``pip install -e ".[peers]" && python -m benchmark.peer_search --out results/peer-search-digits.md``
+``pip install -e ".[peers]" && python -m benchmark.peer_search --rf-trees 10,100,200
+--out results/peer-search-digits.md``
 
 Both tuners search the same model over the same space with the same folds, population and
 generations, on the classical path's features (scale, flatten, PCA 99%, computed once);
@@ -8,8 +9,8 @@ each keeps its own operators and defaults, as a user of either would. Per space 
 the best cross-validation score, the test score of the refitted best candidate, the number
 of fits (candidates x folds, a candidate scored again taken from the tuner's cache), the fits
 computed (the toolkit's shared-work estimators compute a fit once for the candidates that are
-provably the same model, or a prefix of one) and the wall time of search and refit. sklearn-genetic-opt is an extra of this script, never a
-dependency of the toolkit.
+provably the same model, or a prefix of one) and the wall time of search and refit.
+sklearn-genetic-opt is an extra of this script, never a dependency of the toolkit.
 """
 
 import argparse
