@@ -9,7 +9,8 @@ each keeps its own operators and defaults, as a user of either would. Per space 
 the best cross-validation score, the test score of the refitted best candidate, the number
 of fits (candidates x folds, a candidate scored again taken from the tuner's cache), the fits
 computed (the toolkit's shared-work estimators compute a fit once for the candidates that are
-provably the same model, or a prefix of one) and the wall time of search and refit.
+provably the same model, or a prefix of one; its count includes the refit) and the wall time
+of search and refit.
 sklearn-genetic-opt is an extra of this script, never a dependency of the toolkit.
 """
 
@@ -188,7 +189,8 @@ def main(argv=None):
         f"{args.folds}-fold CV, population {args.population}, {args.generations} generations, "
         "each tuner with its own operators (the toolkit: crossover 0.5, mutation 0.2, "
         "patience 5 generations; sklearn-genetic-opt: eaMuPlusLambda, crossover 0.2, "
-        "mutation 0.8). The toolkit searches the shared-work twin of each model. "
+        "mutation 0.8). The toolkit searches the shared-work twin of each model; its *fits "
+        "computed* include the refit. "
         + load_sentence(load_before),
         "## Means over seeds",
         markdown_table(summary(rows)),
