@@ -1,7 +1,7 @@
 """Benchmark the training loop against skorch's NeuralNetClassifier, with everything else equal.
 
 ``pip install -e ".[peers]" && python -m benchmark.peer_training --dataset PATH --limit 2000
---test-images 2000 --out results/peer-training-cpu.md``
+--epochs 2,1 --out results/peer-training-cpu.md``
 
 Each network row (``cnn-fast``, ``cnn-resnet18`` by default) is fitted twice on the same
 images: by the toolkit's :class:`~estimators.TorchCNNClassifier` with the row's settings
@@ -18,7 +18,6 @@ import functools
 import os
 import sys
 import time
-from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -132,23 +131,13 @@ def compare(row, dataset, *, profile, epochs, seed):
     return rows
 
 
-def with_test_subset(dataset, n_images, seed=0):
-    """`dataset` with `n_images` of its test images, drawn stratified with `seed`."""
-    from sklearn.model_selection import train_test_split
-
-    X_test, _, y_test, _ = train_test_split(dataset.X_test, dataset.y_test, train_size=n_images,
-                                            stratify=dataset.y_test, random_state=seed)
-    return replace(dataset, X_test=X_test, y_test=y_test)
-
-
 def main(argv=None):
     """Run the comparison and write its markdown report."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.peer_training",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits", help="as for run --dataset (digits)")
-    parser.add_argument("--limit", type=positive_int, help="keep N training images")
-    parser.add_argument("--test-images", type=positive_int,
-                        help="score on this many test images, drawn stratified (default: all)")
+    parser.add_argument("--limit", type=positive_int,
+                        help="keep N training images and the same share of test images")
     parser.add_argument("--rows", default="cnn-fast,cnn-resnet18",
                         help="network rows to train (cnn-fast,cnn-resnet18)")
     parser.add_argument("--profile", default="quick", help="profile of the rows' settings")
@@ -164,8 +153,6 @@ def main(argv=None):
         dataset = load_dataset(args.dataset, limit=args.limit)
     except DataError as exc:
         parser.error(with_flags(exc, {name: DATA_FLAGS[name] for name in ("limit", "source")}))
-    if args.test_images is not None and args.test_images < len(dataset.X_test):
-        dataset = with_test_subset(dataset, args.test_images)
     load_before = os.getloadavg()[0]
     results = []
     for row, row_epochs in zip(rows, epochs):
