@@ -153,3 +153,22 @@ def test_list_shows_what_a_row_runs_under_a_profile(capsys):
         assert line in out
     assert cli.main(["list", "--show", "learned-svn"]) == 2
     assert "Did you mean learned-svm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row", ["cnn-vgg16bn", "uic-alexnet-sobel", "uic-resnet18-rgb-sinkhorn"])
+def test_the_study_networks_see_a_budget_of_images_in_the_quick_profile(row):
+    (method,) = get_methods([row])
+    epochs = {n_train: method.estimator("quick", n_train=n_train).epochs
+              for n_train in (1_437, 10_000, 50_000, None)}
+    # digits get more epochs than CIFAR-10 (4 of its 10,000 images), capped; unknown: the cap
+    assert epochs == {1_437: 10, 10_000: 4, 50_000: 1, None: 10}
+    assert method.estimator("quick").batch_size == 64
+
+
+def test_sinkhorn_rows_are_the_study_rows_with_equal_size_assignments():
+    for profile in PROFILES:
+        for study in get_methods(["uic-fast-rgb", "uic-vgg16bn-sobel"]):
+            (guarded,) = get_methods([f"{study.name}-sinkhorn"])
+            assert guarded.settings(profile) == {**study.settings(profile),
+                                                 "assignment": "sinkhorn"}
+            assert guarded.params == study.params
