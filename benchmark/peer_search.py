@@ -24,13 +24,14 @@ from datetime import date
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from search import GASearchCV, FloatRange, clear_cache, count_fits, search_space, structured
+from search import FloatRange, GASearchCV, search_space, structured
 
 from .arguments import DATA_FLAGS, seed_list, with_flags
 from .datasets import DataError, load_dataset
 from .harness import cpu_model
 from .markdown import command_line, load_sentence, markdown_table, write_report
 from .registry import CLASSICAL_MODELS
+from .search_benchmark import counted_fit
 
 # The continuous space: an RBF SVM's C and gamma over orders of magnitude.
 CONTINUOUS_SVM = {"kernel": ["rbf"], "C": FloatRange(1e-2, 1e3, log=True),
@@ -69,14 +70,8 @@ def run_ours(model, space, X, y, X_test, y_test, *, folds, population, generatio
     """Our GASearchCV on the shared-work twin of `model`: scores, fits and seconds."""
     search = GASearchCV(structured(model), space, cv=folds, population_size=population,
                         generations=generations, random_state=seed)
-    clear_cache()
-    with count_fits() as shared:
-        start = time.perf_counter()
-        search.fit(X, y)
-        seconds = time.perf_counter() - start
-    fits = len(search.cv_results_["params"]) * search.n_splits_
-    return _outcome(search, X_test, y_test, fits=fits,
-                    computed=shared.computed if shared.requested else fits, seconds=seconds)
+    fits, computed, seconds = counted_fit(search, X, y)
+    return _outcome(search, X_test, y_test, fits=fits, computed=computed, seconds=seconds)
 
 
 def run_peer(model, space, X, y, X_test, y_test, *, folds, population, generations, seed):

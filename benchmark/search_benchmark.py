@@ -31,6 +31,18 @@ def pca_features(dataset, seed=0):
     return make_pca(random_state=seed).fit_transform(flat), dataset.y_train
 
 
+def counted_fit(search, X, y):
+    """Fit a search from a cold cache; return its fits (candidates x folds), the fits its
+    shared-work estimators computed (all of them for other estimators) and its wall time."""
+    clear_cache()
+    with count_fits() as shared:
+        start = time.perf_counter()
+        search.fit(X, y)
+        seconds = time.perf_counter() - start
+    fits = len(search.cv_results_["params"]) * search.n_splits_
+    return fits, shared.computed if shared.requested else fits, seconds
+
+
 def timed_search(search, X, y):
     """Fit a search; return its best CV score, number of fits, fits computed and wall time.
 
@@ -38,16 +50,11 @@ def timed_search(search, X, y):
     once: what is counted and timed is the search itself.
     """
     search.set_params(refit=False)
-    clear_cache()
-    with count_fits() as shared:
-        start = time.perf_counter()
-        search.fit(X, y)
-        seconds = time.perf_counter() - start
-    fits = len(search.cv_results_["params"]) * search.n_splits_
+    fits, computed, seconds = counted_fit(search, X, y)
     return {
         "best CV score": search.best_score_,
         "fits": fits,
-        "fits computed": shared.computed if shared.requested else fits,
+        "fits computed": computed,
         "seconds": seconds,
         "best params": search.best_params_,
     }

@@ -31,9 +31,10 @@ DEEPCLUSTER = dict(TINY, lr=0.5, random_state=0)
 # Measured: test NMI 0.60 after 10 epochs (seed 0); k-means on the raw pixels gets 0.74.
 DIGITS_NMI_FLOOR = 0.45
 
+# Ten epochs: after five, check_clustering's three blobs sometimes met in two clusters.
 CHECK_SETTINGS = dict(
     module__widths=(8, 16, 16),
-    epochs=5,
+    epochs=10,
     batch_size=16,
     optimizer="adam",
     lr=0.05,
