@@ -32,6 +32,8 @@ GUARDS = {
     "sinkhorn": {"assignment": "sinkhorn"},
     "entropy": {"entropy_weight": 1.0},
     "teacher": {"teacher_momentum": 0.5},
+    # IIC's over-clustering heads are 5 to 7 times K wide
+    "overcluster": {"n_overclusters": 50},
 }
 # The study's configuration: the registered row without the balanced sampler.
 STUDY = "study"

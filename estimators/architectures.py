@@ -9,6 +9,7 @@ Each head's last linear layer is ``final_linear()``; what feeds it is the networ
 penultimate features.
 """
 
+import copy
 import difflib
 
 import torch
@@ -487,6 +488,51 @@ class MultiHeadNetwork(LayeredNetwork):
         for layer in self.layers.values():
             x = layer(x)
         return self.clustering_heads.all_heads(self.head[0](x))
+
+
+class OverClusteringNetwork(LayeredNetwork):
+    """A network with an over-clustering head beside its own head (IIC, Ji et al. 2019).
+
+    The extra head reads the penultimate features, as the network's final linear layer does,
+    and outputs more clusters than there are classes: training it beside the K-way head
+    teaches the shared body finer distinctions, which IIC found "makes a large difference".
+    ``forward`` gives the network's own head's logits, so the network predicts, labels and
+    probes as before; :meth:`heads` gives both heads' logits.
+
+    Parameters
+    ----------
+    network : LayeredNetwork
+        A freshly built network (its layers and head are taken over, not copied).
+    n_overclusters : int
+        Width of the over-clustering head. Whatever follows the network's final linear layer
+        (the fast network's fixed scaling) follows the new head too.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = OverClusteringNetwork(build_network("fast", 3, 10, widths=(8, 16, 16)), 50)
+    >>> logits, over = net.heads(torch.zeros(2, 3, 8, 8))
+    >>> net(torch.zeros(2, 3, 8, 8)).shape, logits.shape, over.shape
+    (torch.Size([2, 10]), torch.Size([2, 10]), torch.Size([2, 50]))
+    """
+
+    def __init__(self, network, n_overclusters):
+        pooling, width = _split_head(network)
+        final = network.final_linear()
+        after = list(network.head)[len(pooling) + 1:]
+        super().__init__(dict(network.layers),
+                         nn.Sequential(pooling, nn.Sequential(final, *after)))
+        self.overclustering = nn.Sequential(
+            nn.Linear(width, n_overclusters, bias=final.bias is not None),
+            *copy.deepcopy(after),
+        )
+
+    def heads(self, x):
+        """Logits of the network's head and of the over-clustering head, as a pair."""
+        for layer in self.layers.values():
+            x = layer(x)
+        features = self.head[0](x)
+        return self.head[1](features), self.overclustering(features)
 
 
 ARCHITECTURES = {

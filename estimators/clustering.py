@@ -262,6 +262,11 @@ class BaseNetworkClusterer(ClusterMixin, BaseTorchEstimator):
             self.callbacks_.insert(1, HeldOutScore(*self._eval_data))
 
 
+def _first_head(targets):
+    """The K-way head's targets, from a vector of them or a column per head."""
+    return targets.reshape(len(targets), -1)[:, 0]
+
+
 class BaseTorchClusterer(BaseNetworkClusterer):
     """Base of the clusterers that train a network on targets it makes itself.
 
@@ -311,18 +316,33 @@ class BaseTorchClusterer(BaseNetworkClusterer):
         Returns
         -------
         record : dict
-            Training ``loss`` and ``accuracy`` against the targets, the cluster sizes
-            (:func:`cluster_size_record`), and what the target source adds.
+            Training ``loss`` and ``accuracy`` against the targets, the K-way head's
+            cluster sizes (:func:`cluster_size_record`), and what the target source adds.
         """
         source = self._target_source
         proposed = source.targets(self, data, epoch)
-        epoch_targets = rebalance_clusters(proposed, self.n_clusters, self._rng)
+        epoch_targets = self._rebalanced(proposed)
         source_record = source.accept(epoch_targets, epoch)
-        batches = self._draw_batches(epoch_targets)
+        batches = self._draw_batches(_first_head(epoch_targets))
         with source.watch_training(self, epoch_targets, batches):
             record = self.train_batches(data, torch.from_numpy(epoch_targets), batches)
-        sizes = cluster_size_record(proposed, epoch_targets, self.n_clusters)
+        sizes = cluster_size_record(
+            _first_head(proposed), _first_head(epoch_targets), self.n_clusters
+        )
         return {**record, **sizes, **source_record}
+
+    @property
+    def _head_widths(self):
+        """Clusters of each head the targets are made for: here the one K-way head."""
+        return (self.n_clusters,)
+
+    def _rebalanced(self, proposed):
+        """Every head's targets rebalanced (:func:`rebalance_clusters`), in the same layout:
+        a vector for one head, a column per head for several."""
+        columns = proposed.reshape(len(proposed), -1).T
+        rebalanced = [rebalance_clusters(column, width, self._rng)
+                      for column, width in zip(columns, self._head_widths, strict=True)]
+        return rebalanced[0] if len(rebalanced) == 1 else np.column_stack(rebalanced)
 
     # ---------------------------------------------------------------- checkpoints
 

@@ -256,8 +256,8 @@ class TorchContrastiveEncoder(TransformerMixin, BaseTorchEstimator):
         """Build ``criterion_``: NT-Xent at `temperature`, of the two views' projections."""
         self.criterion_ = functools.partial(nt_xent, temperature=self.temperature)
 
-    def train_step(self, batch, identities):
-        """One optimiser step of NT-Xent on two augmented views of each image of a batch.
+    def batch_loss(self, batch, identities):
+        """NT-Xent of two augmented views of each image of a batch.
 
         Parameters
         ----------
@@ -278,12 +278,7 @@ class TorchContrastiveEncoder(TransformerMixin, BaseTorchEstimator):
         with self._autocast():
             projections = self.module_(inputs)
         first, second = projections.float().chunk(2)
-        loss = self.criterion_(first, second)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_.step()
-        self.lr_scheduler_.step()
-        return loss.detach(), _twins_found(projections.detach().float())
+        return self.criterion_(first, second), _twins_found(projections.detach().float())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

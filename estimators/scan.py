@@ -344,8 +344,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self.module_.clustering_heads.choose(best)
         return {"step": "scan", **record, "head_losses": head_losses, "head": best}
 
-    def train_step(self, batch, identities):
-        """One optimiser step of the epoch's loss on a batch.
+    def batch_loss(self, batch, identities):
+        """The epoch's loss on a batch: neighbour clustering's or self-labelling's.
 
         Parameters
         ----------
@@ -363,12 +363,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
             gets their cluster.
         """
         step = self._self_label_step if self._self_labelling else self._scan_step
-        loss, n_correct = step(batch, identities)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_.step()
-        self.lr_scheduler_.step()
-        return loss.detach(), n_correct
+        return step(batch, identities)
 
     def _scan_step(self, batch, identities):
         drawn = torch.randint(self._neighbours.shape[1], (len(identities),),

@@ -18,7 +18,8 @@ and the target source is the part in which the methods differ:
 
 A label pass turns the network's logits into targets by their argmax
 (:func:`argmax_labels`) or by an equal-size assignment (:func:`sinkhorn_labels`, SeLa's and
-SwAV's Sinkhorn-Knopp). A source gives each epoch's targets (:meth:`TargetSource.targets`);
+SwAV's Sinkhorn-Knopp), one column per head where the network has an over-clustering head
+(:func:`assign_heads`). A source gives each epoch's targets (:meth:`TargetSource.targets`);
 it may keep the targets the epoch trains on (:meth:`TargetSource.accept`), watch the
 training pass (:meth:`TargetSource.watch_training`), and save its state in the estimator's
 checkpoint (:meth:`TargetSource.state_dict`). It keeps that state in attributes ending in
@@ -185,18 +186,66 @@ def sinkhorn_labels(logits, *, epsilon=0.1, n_iterations=50):
 ASSIGNMENTS = {"argmax": argmax_labels, "sinkhorn": sinkhorn_labels}
 
 
+@contextlib.contextmanager
+def _overclustering_recorder(network):
+    """Collect the over-clustering head's logits, on the CPU, of every forward pass of
+    `network` (an :class:`~estimators.architectures.OverClusteringNetwork`) while open."""
+    logits = []
+    handle = network.final_linear().register_forward_pre_hook(
+        lambda linear, args: logits.append(network.overclustering(args[0]).float().cpu())
+    )
+    try:
+        yield logits
+    finally:
+        handle.remove()
+
+
 def _label_pass(estimator, data, module=None):
-    """Each image's logits under one random augmentation, in eval mode."""
-    return estimator.forward_batches(data.numpy(), augment=True, module=module)
+    """Logits of each head of the network (or `module`), each image under one random
+    augmentation, in eval mode: the network's own head, then any over-clustering head."""
+    module = estimator.module_ if module is None else module
+    if not hasattr(module, "overclustering"):
+        return [estimator.forward_batches(data.numpy(), augment=True, module=module)]
+    with _overclustering_recorder(module) as overclustering:
+        logits = estimator.forward_batches(data.numpy(), augment=True, module=module)
+    return [logits, torch.cat(overclustering)]
+
+
+def assign_heads(assign, head_logits):
+    """Labels of every head by `assign`: one column per head, or a vector for one head.
+
+    Parameters
+    ----------
+    assign : callable
+        Logits of shape (n_images, n_clusters) -> labels (:func:`argmax_labels`,
+        :func:`sinkhorn_labels`).
+    head_logits : list of torch.Tensor of shape (n_images, n_clusters_of_head)
+        Logits of each head.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_images,) or (n_images, n_heads)
+        Each head's labels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> assign_heads(argmax_labels, [torch.eye(2), torch.eye(2).flip(1)]).tolist()
+    [[0, 1], [1, 0]]
+    """
+    labels = [assign(logits) for logits in head_logits]
+    return labels[0] if len(labels) == 1 else np.column_stack(labels)
 
 
 class SeparateLabelPass(TargetSource):
     """Pseudo-labels from a label pass of their own every epoch (``label_pass="separate"``).
 
     Each training image, under one random augmentation, goes through the network in eval
-    mode; `assign` turns the head's logits into targets. Nothing carries over from one
-    epoch to the next, but the checkpoint holds the entry ``next_labels`` (None) that
-    :class:`ReusedLabelPass` fills, so that both write checkpoints of one layout.
+    mode; `assign` turns the head's logits into targets. A network with an over-clustering
+    head (:class:`~estimators.architectures.OverClusteringNetwork`) gets targets for both
+    heads from the same pass, as two columns (:func:`assign_heads`). Nothing carries over
+    from one epoch to the next, but the checkpoint holds the entry ``next_labels`` (None)
+    that :class:`ReusedLabelPass` fills, so that both write checkpoints of one layout.
 
     Parameters
     ----------
@@ -209,7 +258,7 @@ class SeparateLabelPass(TargetSource):
         self.assign = assign
 
     def targets(self, estimator, data, epoch):
-        return self.assign(_label_pass(estimator, data))
+        return assign_heads(self.assign, _label_pass(estimator, data))
 
     def state_dict(self):
         return {"next_labels": None}
@@ -249,7 +298,7 @@ class TeacherLabelPass(SeparateLabelPass):
             self.teacher_ = copy.deepcopy(estimator.module_)
             if self._saved is not None:
                 self.teacher_.load_state_dict(self._saved)
-        return self.assign(_label_pass(estimator, data, module=self.teacher_))
+        return assign_heads(self.assign, _label_pass(estimator, data, module=self.teacher_))
 
     @contextlib.contextmanager
     def watch_training(self, estimator, targets, batches):

@@ -1,14 +1,15 @@
 """The one training loop of every torch estimator, in layers that subclasses override.
 
-    fit -> initialize -> fit_loop -> run_epoch -> train_batches -> train_step
+    fit -> initialize -> fit_loop -> run_epoch -> train_batches -> train_step -> batch_loss
 
 ``initialize`` builds, in order, the input transforms, the module, the optimizer (and its
 learning-rate schedule), the criterion, the sampler (:mod:`estimators.samplers`), the
 callbacks and the history. ``fit_loop`` runs the epochs and tells the callbacks;
 ``run_epoch`` asks the sampler for the epoch's batches; ``train_batches`` trains on them;
-``train_step`` does one forward, backward and optimiser step. A new method overrides one
-layer (the clusterers of :mod:`estimators.clustering` override ``run_epoch`` to make the
-epoch's targets first), or picks another part (``initialize_criterion``,
+``train_step`` does one backward pass and optimiser step of the loss ``batch_loss`` computes
+in a forward pass. A new method overrides one layer (the clusterers of
+:mod:`estimators.clustering` override ``run_epoch`` to make the epoch's targets first, the
+contrastive encoder ``batch_loss``), or picks another part (``initialize_criterion``,
 ``initialize_sampler``), never copies the loop. Timing, progress, checkpoints and any
 early stop are callbacks.
 """
@@ -786,7 +787,34 @@ class BaseTorchEstimator(BaseEstimator):
         return {"loss": total_loss.item() / n_seen, "accuracy": n_correct.item() / n_seen}
 
     def train_step(self, batch, targets):
-        """One optimiser step on a batch.
+        """One optimiser step of :meth:`batch_loss` on a batch.
+
+        Parameters
+        ----------
+        batch : torch.Tensor of shape (batch_size, height, width, channels)
+            Images, on the CPU.
+        targets : torch.Tensor of shape (batch_size, ...)
+            What :meth:`batch_loss` trains them towards.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            The batch's loss (a scalar on the device), detached.
+        n_correct : torch.Tensor
+            What :meth:`batch_loss` counts as right.
+        """
+        loss, n_correct = self.batch_loss(batch, targets)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        self.lr_scheduler_.step()
+        return loss.detach(), n_correct
+
+    def batch_loss(self, batch, targets):
+        """The loss of a batch, to minimise, and how many of its images came out right.
+
+        Here, ``criterion_`` of the network's logits and the images' classes; estimators
+        with another objective override this.
 
         Parameters
         ----------
@@ -798,7 +826,7 @@ class BaseTorchEstimator(BaseEstimator):
         Returns
         -------
         loss : torch.Tensor
-            The batch's mean loss (a scalar on the device).
+            The batch's mean loss (a scalar on the device), with its graph.
         n_correct : torch.Tensor
             How many of the batch's images were classed right.
         """
@@ -807,11 +835,7 @@ class BaseTorchEstimator(BaseEstimator):
         with self._autocast():
             logits = self.module_(inputs)
         loss = self.criterion_(logits.float(), targets)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_.step()
-        self.lr_scheduler_.step()
-        return loss.detach(), (logits.argmax(dim=1) == targets).sum()
+        return loss, (logits.argmax(dim=1) == targets).sum()
 
     # ---------------------------------------------------------------- checkpoints
 

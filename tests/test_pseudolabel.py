@@ -17,6 +17,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import HeldOutScore, LinearProbe, TorchPseudoLabelClassifier, rebalance_clusters
+from estimators.architectures import OverClusteringNetwork, build_network
 from estimators.clustering import cluster_size_record
 from estimators.losses import BalancedCrossEntropy
 from estimators.samplers import ClusterWeightedSampler, RepeatedViews, ShuffleSampler, n_batches
@@ -280,8 +281,10 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
 
 # ------------------------------------------------------------------ guards against collapse
 
-# Every guard of issue 17 at once: K views, Sinkhorn-Knopp labels, an entropy term, a teacher.
-GUARDED = dict(n_views=2, assignment="sinkhorn", entropy_weight=1.0, teacher_momentum=0.5)
+# Every guard of issue 17 at once: K views, Sinkhorn-Knopp labels, an entropy term, a
+# teacher, an over-clustering head.
+GUARDED = dict(n_views=2, assignment="sinkhorn", entropy_weight=1.0, teacher_momentum=0.5,
+               n_overclusters=6)
 
 
 def test_sinkhorn_labels_fill_every_cluster_equally_where_the_argmax_would_not():
@@ -335,6 +338,36 @@ def test_guarded_pseudo_labels_never_see_labels_and_fill_every_cluster(small_dig
     np.testing.assert_array_equal(with_labels.labels_, without.labels_)
     sizes = np.asarray(without.history_["sizes_before"])
     assert (sizes.max(axis=1) - sizes.min(axis=1) <= 1).all()
+    assert set(without.labels_) <= set(range(without.n_clusters))
+
+
+def test_overclustering_head_reads_the_penultimate_features_beside_the_network_head():
+    torch.manual_seed(0)
+    network = OverClusteringNetwork(build_network("fast", 1, 10, widths=(8, 16, 16)), 40)
+    x = torch.randn(5, 1, 8, 8)
+    logits, over = network.heads(x)
+    torch.testing.assert_close(logits, network(x))
+    # the same pooled features, and the fast network's fixed scaling after both heads
+    pooled = network.head[0](network.features(x, "stage3"))
+    torch.testing.assert_close(logits, network.final_linear()(pooled) / 9)
+    torch.testing.assert_close(over, network.overclustering[0](pooled) / 9)
+    assert over.shape == (5, 40)
+
+
+def test_overclustering_trains_both_heads_on_their_own_rebalanced_labels(small_digits):
+    X, _ = small_digits
+    uic = TorchPseudoLabelClassifier(**TINY, epochs=1, random_state=0, n_overclusters=30)
+    uic.fit(X)
+    head = uic.module_.overclustering[0].weight.detach().clone()
+    data = torch.from_numpy(uic._validate_images(X, reset=False))
+    targets = uic._rebalanced(uic._target_source.targets(uic, data, epoch=1))
+    assert targets.shape == (len(X), 2)
+    # each head's labels fill each of its clusters
+    assert np.bincount(targets[:, 0], minlength=10).min() > 0
+    assert np.bincount(targets[:, 1], minlength=30).min() > 0
+    uic.train_batches(data, torch.from_numpy(targets), uic._draw_batches(targets[:, 0]))
+    assert not uic.module_.overclustering[0].weight.equal(head)
+    assert uic.predict_proba(X).shape == (len(X), 10)
 
 
 def test_guarded_pseudo_labels_resume_after_a_crash_as_if_uninterrupted(small_digits, tmp_path):
@@ -353,7 +386,7 @@ def test_guarded_pseudo_labels_resume_after_a_crash_as_if_uninterrupted(small_di
 def test_a_label_pass_that_reuses_the_training_argmax_refuses_the_guards_that_need_logits(
         small_digits):
     X, _ = small_digits
-    for guard in ({"assignment": "sinkhorn"}, {"teacher_momentum": 0.9}):
+    for guard in ({"assignment": "sinkhorn"}, {"teacher_momentum": 0.9}, {"n_overclusters": 50}):
         with pytest.raises(ValueError, match='label_pass="separate"'):
             TorchPseudoLabelClassifier(**TINY, label_pass="reuse", **guard).fit(X)
 
