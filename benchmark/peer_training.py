@@ -14,7 +14,6 @@ a dependency of the toolkit.
 """
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -22,11 +21,9 @@ from datetime import date
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from torch import nn
 
-from estimators.architectures import build_network
-from estimators.training import _N_WHITENING_IMAGES, _channel_stats, _lr_factor
-from features.augment import RandomAugment, make_input_transform
 
 from .arguments import DATA_FLAGS, positive_int, with_flags
 from .datasets import DataError, load_dataset
@@ -57,41 +54,26 @@ def toolkit_estimator(row, profile, epochs, seed):
 
 
 def skorch_twin(estimator, images):
-    """A skorch NeuralNetClassifier that trains as `estimator` would on `images` (N, H, W, C)."""
+    """A skorch NeuralNetClassifier that trains as `estimator` would on `images` (N, H, W, C):
+    the network, input pipeline and schedule the estimator builds, skorch's own loop."""
     from skorch import NeuralNetClassifier
     from skorch.callbacks import LRScheduler
 
     params = estimator.get_params()
-    data = torch.from_numpy(images)
-    mean, std = _channel_stats(data)
-    transform = make_input_transform(estimator.input, estimator.upsample, mean=mean, std=std)
+    parts = clone(estimator).initialize_for(images, n_outputs=10)
     generator = torch.Generator().manual_seed(estimator.random_state)
-    torch.manual_seed(estimator.random_state)
-    network = build_network(estimator.arch, transform(_as_inputs(data[:1])).shape[1], 10,
-                            **estimator._routed("module"))
-    if hasattr(network, "data_init"):
-        sample = torch.randperm(len(data), generator=generator)[:_N_WHITENING_IMAGES]
-        network.data_init(transform(_as_inputs(data[sample])))
-    augment = RandomAugment(generator=generator,
-                            **{**estimator._augment_defaults, **estimator._routed("augment")})
-    steps_per_epoch = len(images) // params["batch_size"]
-    schedule = functools.partial(
-        _lr_factor, schedule=params["lr_schedule"], steps_per_epoch=steps_per_epoch,
-        total_steps=steps_per_epoch * params["epochs"],
-        milestones=tuple(params["lr_milestones"] or ()), gamma=params["lr_gamma"],
-    )
     return NeuralNetClassifier(
-        AugmentedNetwork(network, augment, transform),
+        AugmentedNetwork(parts.module_, parts.augment_, parts.input_transform_),
         criterion=nn.CrossEntropyLoss, criterion__label_smoothing=params["label_smoothing"],
         optimizer=torch.optim.SGD, lr=params["lr"], optimizer__momentum=params["momentum"],
-        optimizer__weight_decay=params["weight_decay"], **{
-            f"optimizer__{name}": value for name, value in estimator._routed("optimizer").items()
-        },
+        optimizer__weight_decay=params["weight_decay"],
+        **{name: value for name, value in params.items() if name.startswith("optimizer__")},
         max_epochs=params["epochs"], batch_size=params["batch_size"], train_split=None,
         iterator_train__shuffle=True, iterator_train__drop_last=True,
         iterator_train__generator=generator,
         callbacks=[("schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR,
-                                            lr_lambda=schedule, step_every="batch"))],
+                                            lr_lambda=parts.lr_scheduler_.lr_lambdas[0],
+                                            step_every="batch"))],
         device="cpu", verbose=0,
     )
 

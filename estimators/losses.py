@@ -218,22 +218,26 @@ def self_labelling_loss(weak_logits, strong_logits, threshold=0.99):
     loss : torch.Tensor
         Float32 scalar; 0, still attached to `strong_logits`' graph, where no prediction is
         confident (SCAN's code raises instead).
+    confident : torch.Tensor of shape (n_images,)
+        Bool, true for the images whose weak view gave a target.
 
     Examples
     --------
     >>> import torch
     >>> weak = torch.tensor([[9.0, 0.0], [0.0, 0.0]])
-    >>> round(float(self_labelling_loss(weak, torch.zeros(2, 2))), 6)
-    0.693147
+    >>> loss, confident = self_labelling_loss(weak, torch.zeros(2, 2))
+    >>> round(float(loss), 6), confident.tolist()
+    (0.693147, [True, False])
     """
     targets, confident = confident_targets(weak_logits, threshold)
     strong_logits, no_autocast = _float32(strong_logits)
     if not confident.any():
-        return strong_logits.sum() * 0.0
+        return strong_logits.sum() * 0.0, confident
     targets = targets[confident]
     with no_autocast:
         weights = class_balancing_weights(targets, strong_logits.shape[1])
-        return F.cross_entropy(strong_logits[confident], targets, weight=weights)
+        loss = F.cross_entropy(strong_logits[confident], targets, weight=weights)
+    return loss, confident
 
 
 class BalancedCrossEntropy(nn.Module):

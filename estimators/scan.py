@@ -385,7 +385,6 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
             weak = self.module_(self._inputs(batch, train=True, augment=self.weak_augment_))
         with self._autocast():
             strong = self.module_(self._inputs(batch, train=True))
-        self._totals[0] += (weak.float().softmax(dim=1).amax(dim=1)
-                            > self.confidence_threshold).sum()
-        loss = self_labelling_loss(weak, strong, self.confidence_threshold)
+        loss, confident = self_labelling_loss(weak, strong, self.confidence_threshold)
+        self._totals[0] += confident.sum()
         return loss, (strong.argmax(dim=1) == weak.argmax(dim=1)).sum()

@@ -571,6 +571,34 @@ class BaseTorchEstimator(BaseEstimator):
             self.fit_loop(data, labels)
         return self
 
+    def initialize_for(self, X, n_outputs):
+        """Build every component of training on images `X`, as `fit` does, and train nothing.
+
+        For another training loop that should train what `fit` would (the skorch comparison
+        of ``benchmark.peer_training``): afterwards ``module_`` (initialised, on the
+        device), ``input_transform_``, ``augment_``, ``optimizer_``, ``lr_scheduler_`` (its
+        per-step factor is ``lr_scheduler_.lr_lambdas[0]``) and ``criterion_`` are set, from
+        the estimator's seed; the estimator is not fitted.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, height, width, channels) or (n_images, n_features)
+            Training images, as `fit` takes them.
+        n_outputs : int
+            Number of network outputs (classes or clusters).
+
+        Returns
+        -------
+        self : estimator
+            The estimator, its components built.
+        """
+        self._check_params()
+        images = self._validate_images(X, reset=True)
+        self.device_ = resolve_device(self.device)
+        with _forked_rng(self.device_):
+            self.initialize(torch.from_numpy(_stackable(images)), n_outputs)
+        return self
+
     def _draw_training_images(self, n_images):
         """Sorted indices of the images to train on: all, or `max_samples` drawn at random."""
         if self.max_samples is None or self.max_samples >= n_images:

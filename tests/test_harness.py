@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 
@@ -12,6 +13,7 @@ from benchmark import cli, datasets, harness, load_dataset, run_method
 from benchmark.datasets import DataError, Dataset
 from benchmark.registry import METHODS, PROBE_PENALTIES
 from results import ResultStore, render_report
+from conftest import assert_same_weights
 
 DIGITS_FLOORS = {"rf": 0.93, "knn": 0.95, "logreg": 0.93, "svm": 0.95}
 
@@ -558,6 +560,19 @@ def test_peer_search_runs_both_tuners_on_the_same_space(tmp_path):
     assert {line.split("|")[2].strip() for line in runs} == {"toolkit", "sklearn-genetic-opt"}
     # every test score a good SVM's: both searched C and gamma and refitted their best
     assert all(float(line.split("|")[5]) > 0.9 for line in runs[2:])
+
+
+def test_skorch_twin_starts_from_the_network_the_estimator_trains(digits):
+    pytest.importorskip("skorch")
+    from benchmark.peer_training import skorch_twin, toolkit_estimator
+
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    estimator = toolkit_estimator("cnn-fast", "smoke", epochs=1, seed=0)
+    twin = skorch_twin(estimator, X).initialize()
+    start = clone(estimator).initialize_for(X, n_outputs=10)
+    assert_same_weights(twin.module_.network.state_dict(), start.module_.state_dict())
+    twin.fit(np.moveaxis(X, -1, 1).astype(np.float32) / 255, y)
+    assert len(twin.history) == 1
 
 
 def test_seeds_give_one_record_each_a_spread_and_resume_seed_by_seed(tmp_path, monkeypatch):

@@ -131,9 +131,12 @@ def test_class_balancing_weights_are_inverse_frequencies():
 
 
 def test_self_labelling_loss_matches_hand_computation():
-    loss = self_labelling_loss(torch.tensor(np.log(WEAK_PROBABILITIES), dtype=torch.float32),
-                               torch.tensor(STRONG_LOGITS, dtype=torch.float32))
+    loss, confident = self_labelling_loss(
+        torch.tensor(np.log(WEAK_PROBABILITIES), dtype=torch.float32),
+        torch.tensor(STRONG_LOGITS, dtype=torch.float32),
+    )
     confident_rows, targets = [0, 2, 4], [0, 2, 0]
+    assert torch.nonzero(confident).flatten().tolist() == confident_rows
     weight_of_class = {0: 3 / 2, 2: 3 / 1}
     log_probabilities = np.log(softmax_rows(STRONG_LOGITS))
     weighted = sum(-weight_of_class[t] * log_probabilities[row, t]
@@ -144,7 +147,8 @@ def test_self_labelling_loss_matches_hand_computation():
 
 def test_self_labelling_loss_without_confident_predictions_is_zero_and_differentiable():
     strong = torch.randn(6, 3, requires_grad=True)
-    loss = self_labelling_loss(torch.zeros(6, 3), strong)
+    loss, confident = self_labelling_loss(torch.zeros(6, 3), strong)
+    assert not confident.any()
     loss.backward()
     assert float(loss.detach()) == 0.0
     assert strong.grad is not None and torch.isfinite(strong.grad).all()
@@ -156,7 +160,7 @@ def test_self_labelling_loss_without_confident_predictions_is_zero_and_different
 @pytest.mark.parametrize("loss_of", [
     lambda a, b: nt_xent(a, b),
     lambda a, b: scan_loss(a, b)[0],
-    lambda a, b: self_labelling_loss(20 * b.detach(), a),
+    lambda a, b: self_labelling_loss(20 * b.detach(), a)[0],
 ])
 def test_losses_give_finite_gradients(loss_of):
     generator = torch.Generator().manual_seed(1)

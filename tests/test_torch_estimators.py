@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import TorchCNNClassifier, build_network
@@ -313,6 +314,24 @@ def test_callback_can_stop_training_with_a_reason(small_digits):
     clf = TorchCNNClassifier(**TINY, epochs=5, callbacks=[StopAfterOne()], random_state=0).fit(X, y)
     assert clf.stop_reason_ == "plateau"
     assert len(clf.history_) == 1
+
+
+def test_initialize_for_builds_what_fit_starts_from_and_fits_nothing(small_digits):
+    class FirstWeights(Callback):
+        def on_train_begin(self, estimator):
+            self.weights = weights_of(estimator)
+
+    X, y = small_digits
+    params = dict(TINY, epochs=3, random_state=0)
+    first = FirstWeights()
+    TorchCNNClassifier(**params, callbacks=[first]).fit(X, y)
+    built = TorchCNNClassifier(**params).initialize_for(X, n_outputs=10)
+    assert_same_weights(weights_of(built), first.weights)
+    steps = 3 * n_batches(len(X), TINY["batch_size"])
+    assert built.lr_scheduler_.lr_lambdas[0](steps) == pytest.approx(0, abs=1e-6)
+    assert built.augment_ is not None
+    with pytest.raises(NotFittedError):
+        built.predict(X)
 
 
 def test_diverging_training_stops_with_an_error_naming_the_learning_rate(small_digits):
