@@ -380,7 +380,11 @@ class ReusedLabelPass(SeparateLabelPass):
 
 
 def reset_head(network, optimizer):
-    """Re-initialise a network's final linear layer and drop its optimiser state (momentum).
+    """Re-initialise a network's final linear layer and zero its optimiser state.
+
+    Zeroed momentum (SGD without dampening) and moment estimates and step count (Adam) are
+    what a fresh state starts from; fused optimisers keep a state for every parameter, so
+    the state is zeroed rather than dropped.
 
     Parameters
     ----------
@@ -392,7 +396,9 @@ def reset_head(network, optimizer):
     linear = network.final_linear()
     linear.reset_parameters()
     for parameter in linear.parameters():
-        optimizer.state.pop(parameter, None)
+        for value in optimizer.state.get(parameter, {}).values():
+            if torch.is_tensor(value):
+                value.zero_()
 
 
 class KMeansReclustering(TargetSource):

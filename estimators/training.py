@@ -42,6 +42,10 @@ from .samplers import ShuffleSampler, n_batches
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# Devices where the optimisers update every parameter in one fused kernel: on a 2-core AMD
+# EPYC, a step over AlexNet's 34M weights took 25 ms fused against 124 ms for SGD's loop
+# over tensors (Adam: 38 against 262).
+_FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 # Images the fast network's whitening stem is estimated from: enough for a 2x2-patch
 # covariance, few enough to stay quick on a CPU.
@@ -681,7 +685,9 @@ class BaseTorchEstimator(BaseEstimator):
 
     def initialize_optimizer(self, n_steps_per_epoch):
         """Build ``optimizer_`` and ``lr_scheduler_``, which steps after every batch."""
-        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay, **self._routed("optimizer")}
+        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay,
+                  "fused": self.device_.type in _FUSED_OPTIMIZER_DEVICES,
+                  **self._routed("optimizer")}
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
         self.optimizer_ = OPTIMIZERS[self.optimizer](self.module_.parameters(), **kwargs)
