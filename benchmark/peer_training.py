@@ -24,7 +24,6 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
-
 from .arguments import DATA_FLAGS, positive_int, with_flags
 from .datasets import DataError, load_dataset
 from .harness import cpu_model
@@ -67,7 +66,8 @@ def skorch_twin(estimator, images):
         criterion=nn.CrossEntropyLoss, criterion__label_smoothing=params["label_smoothing"],
         optimizer=torch.optim.SGD, lr=params["lr"], optimizer__momentum=params["momentum"],
         optimizer__weight_decay=params["weight_decay"],
-        **{name: value for name, value in params.items() if name.startswith("optimizer__")},
+        **{"optimizer__fused": parts.optimizer_.defaults["fused"],
+           **{name: value for name, value in params.items() if name.startswith("optimizer__")}},
         max_epochs=params["epochs"], batch_size=params["batch_size"], train_split=None,
         iterator_train__shuffle=True, iterator_train__drop_last=True,
         iterator_train__generator=generator,

@@ -338,16 +338,20 @@ class FastNet(LayeredNetwork):
         stem.weight.requires_grad_(False)
 
 
-def _split_head(network):
-    """The head's layers before its final linear one, and the final linear layer's width in.
+def _final_linear_index(network):
+    """Position of the final linear layer among the items of the network's head.
 
     Every architecture's head is a sequence whose final linear layer is one of its own
     items; what comes before it makes the network's penultimate features.
     """
     final = network.final_linear()
-    items = list(network.head)
-    index = next(i for i, item in enumerate(items) if item is final)
-    return nn.Sequential(*items[:index]), final.in_features
+    return next(i for i, item in enumerate(network.head) if item is final)
+
+
+def _split_head(network):
+    """The head's layers before its final linear one, and the final linear layer's width in."""
+    index = _final_linear_index(network)
+    return network.head[:index], network.final_linear().in_features
 
 
 class ContrastiveNetwork(LayeredNetwork):
@@ -485,9 +489,8 @@ class MultiHeadNetwork(LayeredNetwork):
 
     def all_heads(self, x):
         """Logits of every head, of shape (n_heads, n_images, n_clusters)."""
-        for layer in self.layers.values():
-            x = layer(x)
-        return self.clustering_heads.all_heads(self.head[0](x))
+        pooled = self.head[0](self.features(x, self.layer_names[-1]))
+        return self.clustering_heads.all_heads(pooled)
 
 
 class OverClusteringNetwork(LayeredNetwork):
@@ -517,22 +520,18 @@ class OverClusteringNetwork(LayeredNetwork):
     """
 
     def __init__(self, network, n_overclusters):
-        pooling, width = _split_head(network)
         final = network.final_linear()
-        after = list(network.head)[len(pooling) + 1:]
-        super().__init__(dict(network.layers),
-                         nn.Sequential(pooling, nn.Sequential(final, *after)))
+        self._final_index = _final_linear_index(network)
+        super().__init__(dict(network.layers), network.head)
         self.overclustering = nn.Sequential(
-            nn.Linear(width, n_overclusters, bias=final.bias is not None),
-            *copy.deepcopy(after),
+            nn.Linear(final.in_features, n_overclusters, bias=final.bias is not None),
+            *copy.deepcopy(list(network.head)[self._final_index + 1:]),
         )
 
     def heads(self, x):
         """Logits of the network's head and of the over-clustering head, as a pair."""
-        for layer in self.layers.values():
-            x = layer(x)
-        features = self.head[0](x)
-        return self.head[1](features), self.overclustering(features)
+        features = self.head[: self._final_index](self.features(x, self.layer_names[-1]))
+        return self.head[self._final_index:](features), self.overclustering(features)
 
 
 ARCHITECTURES = {

@@ -188,10 +188,14 @@ class BaseNetworkClusterer(ClusterMixin, BaseTorchEstimator):
             raise ValueError(
                 f"n_samples={len(images)} should be >= n_clusters={self.n_clusters}."
             )
-        self._eval_data = None if self.eval_set is None else self._validate_eval_set()
         self._fit(images, None, n_outputs=self.n_clusters)
         self.labels_ = self._clusters(images)
         return self
+
+    def _training_data(self, images, targets):
+        """The base's training data, once `eval_set` is validated for :class:`HeldOutScore`."""
+        self._eval_data = None if self.eval_set is None else self._validate_eval_set()
+        return super()._training_data(images, targets)
 
     def _validate_eval_set(self):
         X, y = self.eval_set

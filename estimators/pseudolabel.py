@@ -280,6 +280,14 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         self.n_overclusters = n_overclusters
         self.eval_set = eval_set
 
+    def _check_params(self):
+        super()._check_params()
+        if self.n_overclusters is not None and self.n_overclusters <= self.n_clusters:
+            raise ValueError(
+                f"n_overclusters={self.n_overclusters} should be larger than "
+                f"n_clusters={self.n_clusters}: an over-clustering head has more clusters."
+            )
+
     # ---------------------------------------------------------------- the parts
 
     def initialize_target_source(self):
@@ -287,12 +295,17 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         from the last training pass."""
         assign = ASSIGNMENTS[self.assignment]
         if self.label_pass == "reuse":
-            if (self.assignment != "argmax" or self.teacher_momentum is not None
-                    or self.n_overclusters is not None):
+            needing_logits = {
+                "assignment": self.assignment != "argmax",
+                "teacher_momentum": self.teacher_momentum is not None,
+                "n_overclusters": self.n_overclusters is not None,
+            }
+            offending = [f"{name}={getattr(self, name)!r}"
+                         for name, needs in needing_logits.items() if needs]
+            if offending:
                 raise ValueError(
-                    'label_pass="reuse" takes the argmax of the training pass; assignment='
-                    f"{self.assignment!r}, teacher_momentum={self.teacher_momentum!r} and "
-                    f"n_overclusters={self.n_overclusters!r} need a label pass of their own "
+                    'label_pass="reuse" takes the argmax of the training pass; '
+                    f"{' and '.join(offending)} need a label pass of their own "
                     '(label_pass="separate").'
                 )
             self._target_source = ReusedLabelPass()

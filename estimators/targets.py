@@ -58,8 +58,9 @@ class TargetSource:
 
         Returns
         -------
-        targets : ndarray of shape (n_images,)
-            Cluster of each image, in ``range(estimator.n_clusters)``.
+        targets : ndarray of shape (n_images,) or (n_images, n_heads)
+            Cluster of each image, in ``range(estimator.n_clusters)``; a column per head
+            where the network has several (the K-way head first).
         """
         raise NotImplementedError
 
@@ -68,7 +69,7 @@ class TargetSource:
 
         Parameters
         ----------
-        targets : ndarray of shape (n_images,)
+        targets : ndarray of shape (n_images,) or (n_images, n_heads)
             The epoch's targets.
         epoch : int
             Index of the epoch, from 0.
@@ -87,7 +88,7 @@ class TargetSource:
         ----------
         estimator : BaseTorchClusterer
             The clusterer being trained.
-        targets : ndarray of shape (n_images,)
+        targets : ndarray of shape (n_images,) or (n_images, n_heads)
             The epoch's targets.
         batches : sequence of torch.Tensor
             Indices of each batch's images, in the order trained on.
@@ -380,11 +381,12 @@ class ReusedLabelPass(SeparateLabelPass):
 
 
 def reset_head(network, optimizer):
-    """Re-initialise a network's final linear layer and zero its optimiser state.
+    """Re-initialise a network's final linear layer and restart its optimiser state.
 
-    Zeroed momentum (SGD without dampening) and moment estimates and step count (Adam) are
-    what a fresh state starts from; fused optimisers keep a state for every parameter, so
-    the state is zeroed rather than dropped.
+    The layer's state (momentum, moment estimates) is dropped, as a fresh optimiser would
+    have none; fused SGD updates the momentum of all its parameters or of none, so there the
+    layer's momentum is zeroed instead, which gives the same next step (without dampening,
+    the only SGD the toolkit runs).
 
     Parameters
     ----------
@@ -395,10 +397,12 @@ def reset_head(network, optimizer):
     """
     linear = network.final_linear()
     linear.reset_parameters()
+    fused_sgd = isinstance(optimizer, torch.optim.SGD) and optimizer.defaults.get("fused")
     for parameter in linear.parameters():
-        for value in optimizer.state.get(parameter, {}).values():
-            if torch.is_tensor(value):
-                value.zero_()
+        if not fused_sgd:
+            optimizer.state.pop(parameter, None)
+        elif parameter in optimizer.state:
+            optimizer.state[parameter]["momentum_buffer"].zero_()
 
 
 class KMeansReclustering(TargetSource):

@@ -42,9 +42,10 @@ from .samplers import ShuffleSampler, n_batches
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-# Devices where the optimisers update every parameter in one fused kernel: on a 2-core AMD
-# EPYC, a step over AlexNet's 34M weights took 25 ms fused against 124 ms for SGD's loop
-# over tensors (Adam: 38 against 262).
+# Devices where the optimisers update every parameter in one fused kernel, unless the
+# ``optimizer__`` parameters ask for the foreach or differentiable implementations: on a
+# 2-core AMD EPYC, a step over AlexNet's 34M weights took 25 ms fused against 124 ms for
+# SGD's loop over tensors (Adam: 38 against 262). MPS is left to torch's default choice.
 _FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 # Images the fast network's whitening stem is estimated from: enough for a 2x2-patch
@@ -554,6 +555,16 @@ class BaseTorchEstimator(BaseEstimator):
         self : estimator
             The trained estimator.
         """
+        data, labels = self._training_data(images, targets)
+        self._fingerprint = self._make_fingerprint(data, labels, n_outputs)
+        # Seed torch's global generator (weight init, dropout) without leaving it changed.
+        with _forked_rng(self.device_):
+            self.initialize(data, n_outputs)
+            self.fit_loop(data, labels)
+        return self
+
+    def _training_data(self, images, targets):
+        """Unfit the estimator, pick its device, and draw the images it trains on (as tensors)."""
         if len(images) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 training images (batch norm); "
@@ -568,12 +579,7 @@ class BaseTorchEstimator(BaseEstimator):
             targets = None if targets is None else targets[self.train_indices_]
         data = torch.from_numpy(_stackable(images))
         labels = None if targets is None else torch.as_tensor(targets, dtype=torch.long)
-        self._fingerprint = self._make_fingerprint(data, labels, n_outputs)
-        # Seed torch's global generator (weight init, dropout) without leaving it changed.
-        with _forked_rng(self.device_):
-            self.initialize(data, n_outputs)
-            self.fit_loop(data, labels)
-        return self
+        return data, labels
 
     def initialize_for(self, X, n_outputs):
         """Build every component of training on images `X`, as `fit` does, and train nothing.
@@ -582,7 +588,9 @@ class BaseTorchEstimator(BaseEstimator):
         of ``benchmark.peer_training``): afterwards ``module_`` (initialised, on the
         device), ``input_transform_``, ``augment_``, ``optimizer_``, ``lr_scheduler_`` (its
         per-step factor is ``lr_scheduler_.lr_lambdas[0]``) and ``criterion_`` are set, from
-        the estimator's seed; the estimator is not fitted.
+        the estimator's seed, on the images `fit` would draw (``max_samples``); the estimator
+        is not fitted. A clusterer with a backbone (SCAN) fits the backbone first, as its
+        `fit` does.
 
         Parameters
         ----------
@@ -597,10 +605,9 @@ class BaseTorchEstimator(BaseEstimator):
             The estimator, its components built.
         """
         self._check_params()
-        images = self._validate_images(X, reset=True)
-        self.device_ = resolve_device(self.device)
+        data, _ = self._training_data(self._validate_images(X, reset=True), None)
         with _forked_rng(self.device_):
-            self.initialize(torch.from_numpy(_stackable(images)), n_outputs)
+            self.initialize(data, n_outputs)
         return self
 
     def _draw_training_images(self, n_images):
@@ -685,9 +692,9 @@ class BaseTorchEstimator(BaseEstimator):
 
     def initialize_optimizer(self, n_steps_per_epoch):
         """Build ``optimizer_`` and ``lr_scheduler_``, which steps after every batch."""
-        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay,
-                  "fused": self.device_.type in _FUSED_OPTIMIZER_DEVICES,
-                  **self._routed("optimizer")}
+        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay, **self._routed("optimizer")}
+        if not (kwargs.get("foreach") or kwargs.get("differentiable")):
+            kwargs.setdefault("fused", self.device_.type in _FUSED_OPTIMIZER_DEVICES)
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
         self.optimizer_ = OPTIMIZERS[self.optimizer](self.module_.parameters(), **kwargs)
@@ -796,8 +803,9 @@ class BaseTorchEstimator(BaseEstimator):
         ----------
         data : torch.Tensor of shape (n_images, height, width, channels)
             Training images, on the CPU; `batches` index them.
-        targets : torch.Tensor of shape (n_images,)
-            Target (class or cluster) of each image.
+        targets : torch.Tensor of shape (n_images,) or (n_images, n_heads)
+            Target (class or cluster) of each image, for each head of a network with
+            several (:meth:`batch_loss` reads them).
         batches : sequence of torch.Tensor
             Indices of each batch's images, as a sampler of :mod:`estimators.samplers`
             draws them.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone, is_classifier, is_clusterer
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -21,7 +22,14 @@ from estimators.architectures import OverClusteringNetwork, build_network
 from estimators.clustering import cluster_size_record
 from estimators.losses import BalancedCrossEntropy
 from estimators.samplers import ClusterWeightedSampler, RepeatedViews, ShuffleSampler, n_batches
-from estimators.targets import ReusedLabelPass, TeacherLabelPass, argmax_labels, sinkhorn_labels
+from estimators.targets import (
+    ReusedLabelPass,
+    TeacherLabelPass,
+    _label_pass,
+    argmax_labels,
+    assign_heads,
+    sinkhorn_labels,
+)
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -253,6 +261,7 @@ def test_parameters_survive_get_params_and_clone():
         ({"label_pass": "both"}, "label_pass"),
         ({"n_clusters": 0}, "n_clusters"),
         ({"n_clusters": 400}, "should be >= n_clusters"),
+        ({"n_overclusters": 10}, "n_overclusters=10 should be larger than n_clusters=10"),
     ],
 )
 def test_rejects_bad_parameters(small_digits, params, message):
@@ -284,7 +293,7 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
 # Every guard of issue 17 at once: K views, Sinkhorn-Knopp labels, an entropy term, a
 # teacher, an over-clustering head.
 GUARDED = dict(n_views=2, assignment="sinkhorn", entropy_weight=1.0, teacher_momentum=0.5,
-               n_overclusters=6)
+               n_overclusters=30)
 
 
 def test_sinkhorn_labels_fill_every_cluster_equally_where_the_argmax_would_not():
@@ -338,6 +347,7 @@ def test_guarded_pseudo_labels_never_see_labels_and_fill_every_cluster(small_dig
     np.testing.assert_array_equal(with_labels.labels_, without.labels_)
     sizes = np.asarray(without.history_["sizes_before"])
     assert (sizes.max(axis=1) - sizes.min(axis=1) <= 1).all()
+    np.testing.assert_array_equal(without.labels_, without.predict(X))
     assert set(without.labels_) <= set(range(without.n_clusters))
 
 
@@ -347,40 +357,49 @@ def test_overclustering_head_reads_the_penultimate_features_beside_the_network_h
     x = torch.randn(5, 1, 8, 8)
     logits, over = network.heads(x)
     torch.testing.assert_close(logits, network(x))
-    # the same pooled features, and the fast network's fixed scaling after both heads
-    pooled = network.head[0](network.features(x, "stage3"))
+    # the same pooled features (the fast head: pool, flatten, dropout, linear, scaling),
+    # and the fixed scaling after both heads
+    pooled = network.head[:3](network.features(x, "stage3"))
     torch.testing.assert_close(logits, network.final_linear()(pooled) / 9)
     torch.testing.assert_close(over, network.overclustering[0](pooled) / 9)
     assert over.shape == (5, 40)
 
 
-def test_overclustering_trains_both_heads_on_their_own_rebalanced_labels(small_digits):
+def test_overclustering_labels_and_loss_come_from_both_heads(small_digits):
     X, _ = small_digits
-    uic = TorchPseudoLabelClassifier(**TINY, epochs=1, random_state=0, n_overclusters=30)
-    uic.fit(X)
-    head = uic.module_.overclustering[0].weight.detach().clone()
-    data = torch.from_numpy(uic._validate_images(X, reset=False))
-    targets = uic._rebalanced(uic._target_source.targets(uic, data, epoch=1))
+    uic = TorchPseudoLabelClassifier(**TINY, epochs=1, augment=False, random_state=0,
+                                     n_overclusters=30).fit(X)
+    data = torch.from_numpy(X)
+    logits, over = _label_pass(uic, data)
+    uic.module_.eval()
+    with torch.no_grad():
+        expected = uic.module_.heads(uic._inputs(data, train=False))
+    torch.testing.assert_close(logits, expected[0])
+    torch.testing.assert_close(over, expected[1])
+    # a column per head, each rebalanced over its own clusters
+    targets = uic._rebalanced(assign_heads(argmax_labels, [logits, over]))
     assert targets.shape == (len(X), 2)
-    # each head's labels fill each of its clusters
-    assert np.bincount(targets[:, 0], minlength=10).min() > 0
     assert np.bincount(targets[:, 1], minlength=30).min() > 0
-    uic.train_batches(data, torch.from_numpy(targets), uic._draw_batches(targets[:, 0]))
-    assert not uic.module_.overclustering[0].weight.equal(head)
-    assert uic.predict_proba(X).shape == (len(X), 10)
+    batch, batch_targets = data[:64], torch.from_numpy(targets[:64])
+    uic.module_.train()
+    torch.manual_seed(0)  # the same dropout masks in both passes
+    loss, _ = uic.batch_loss(batch, batch_targets)
+    torch.manual_seed(0)
+    head, overclustering = uic.module_.heads(uic._inputs(batch, train=True))
+    cross_entropy = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(loss, cross_entropy(head, batch_targets[:, 0])
+                               + cross_entropy(overclustering, batch_targets[:, 1]))
 
 
-def test_guarded_pseudo_labels_resume_after_a_crash_as_if_uninterrupted(small_digits, tmp_path):
+def test_initialize_for_builds_a_clusterer_on_the_images_it_would_draw(small_digits):
     X, _ = small_digits
-    params = dict(TINY, epochs=3, random_state=0, **GUARDED)
-    uninterrupted = TorchPseudoLabelClassifier(**params).fit(X)
-    crashing = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path,
-                                          callbacks=[CrashAfter(2)])
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        crashing.fit(X)
-    resumed = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path).fit(X)
-    assert resumed.history_["sizes_before"] == uninterrupted.history_["sizes_before"]
-    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
+    uic = TorchPseudoLabelClassifier(**TINY, max_samples=100, random_state=0, n_overclusters=30,
+                                     eval_set=small_digits)
+    uic.initialize_for(X, n_outputs=10)
+    assert len(uic.train_indices_) == 100
+    assert isinstance(uic.module_, OverClusteringNetwork)
+    with pytest.raises(NotFittedError):
+        uic.predict(X)
 
 
 def test_a_label_pass_that_reuses_the_training_argmax_refuses_the_guards_that_need_logits(
