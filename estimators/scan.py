@@ -60,7 +60,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
     4. for `self_label_epochs` epochs, trains the network and that head on its own
        confident predictions: where a weakly augmented view's largest cluster probability
        is above `confidence_threshold`, that cluster is the target of a strongly augmented
-       view (cross-entropy weighted against each cluster's frequency).
+       view (cross-entropy weighted against each cluster's frequency), at
+       `self_label_lr`.
 
     Labels are never used: ``fit(X, y)`` and ``fit(X)`` train the same network.
 
@@ -86,6 +87,10 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         Epochs of self-labelling after the `epochs` of neighbour clustering.
     confidence_threshold : float, default=0.99
         Probability above which a weak view's cluster becomes a target (SCAN: 0.99).
+    self_label_lr : float, default=None
+        Learning rate of the self-labelling epochs, under the same schedule; None keeps
+        `lr`. SCAN trains both steps at 1e-4; after neighbour clustering at 1e-3,
+        self-labelling at 1e-3 emptied 4 of ResNet18's 10 clusters on digits, at 1e-4 none.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
@@ -180,6 +185,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "self_label_epochs": [Interval(Integral, 0, None, closed="left")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
+        "self_label_lr": [Interval(Real, 0, None, closed="left"), None],
     }
     _routed_prefixes = ("optimizer", "augment", "weak_augment")
     _augment_defaults = SIMCLR_AUGMENTATION
@@ -194,6 +200,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         entropy_weight=5.0,
         self_label_epochs=0,
         confidence_threshold=0.99,
+        self_label_lr=None,
         eval_set=None,
         epochs=30,
         max_samples=None,
@@ -223,6 +230,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self.entropy_weight = entropy_weight
         self.self_label_epochs = self_label_epochs
         self.confidence_threshold = confidence_threshold
+        self.self_label_lr = self_label_lr
         self.eval_set = eval_set
         self.epochs = epochs
         self.max_samples = max_samples
@@ -254,6 +262,13 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
             "augment": (RandomAugment, {"generator"}),
             "weak_augment": (RandomAugment, {"generator"}),
         }
+
+    def _check_params(self):
+        super()._check_params()
+        if self.self_label_lr is not None and self.lr == 0:
+            raise ValueError(
+                "self_label_lr scales the schedule of lr, which is 0; give lr > 0."
+            )
 
     # ---------------------------------------------------------------- the parts
 
@@ -302,6 +317,16 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         """A copy of the backbone's network under `n_heads` clustering heads."""
         network = MultiHeadNetwork(copy.deepcopy(self.backbone_.module_), n_outputs, self.n_heads)
         self.module_ = network.to(self.device_, memory_format=self._memory_format)
+
+    def lr_factor(self, n_steps_per_epoch):
+        """The base's schedule, scaled to `self_label_lr` in the self-labelling epochs."""
+        factor = super().lr_factor(n_steps_per_epoch)
+        if self.self_label_lr is None:
+            return factor
+        return functools.partial(
+            _scaled_from, factor, first_step=self.epochs * n_steps_per_epoch,
+            scale=self.self_label_lr / self.lr,
+        )
 
     def initialize_criterion(self):
         """Build ``criterion_``: the SCAN loss at `entropy_weight`."""
@@ -388,3 +413,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         loss, confident = self_labelling_loss(weak, strong, self.confidence_threshold)
         self._totals[0] += confident.sum()
         return loss, (strong.argmax(dim=1) == weak.argmax(dim=1)).sum()
+
+
+def _scaled_from(factor, step, *, first_step, scale):
+    """`factor` at `step`, times `scale` from `first_step` on."""
+    return factor(step) * (scale if step >= first_step else 1.0)

@@ -698,7 +698,13 @@ class BaseTorchEstimator(BaseEstimator):
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
         self.optimizer_ = OPTIMIZERS[self.optimizer](self.module_.parameters(), **kwargs)
-        factor = functools.partial(
+        self.lr_scheduler_ = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer_, self.lr_factor(n_steps_per_epoch)
+        )
+
+    def lr_factor(self, n_steps_per_epoch):
+        """The multiplier of `lr` at each optimiser step, as a picklable callable of the step."""
+        return functools.partial(
             _lr_factor,
             schedule=self.lr_schedule,
             steps_per_epoch=n_steps_per_epoch,
@@ -706,7 +712,6 @@ class BaseTorchEstimator(BaseEstimator):
             milestones=tuple(self.lr_milestones or ()),
             gamma=self.lr_gamma,
         )
-        self.lr_scheduler_ = torch.optim.lr_scheduler.LambdaLR(self.optimizer_, factor)
 
     def initialize_criterion(self):
         """Build ``criterion_``, cross-entropy on the device."""

@@ -221,6 +221,21 @@ def test_scan_keeps_the_head_of_lowest_loss_and_then_self_labels(encoder, small_
     np.testing.assert_allclose(proba.sum(axis=1), 1)
 
 
+def test_scan_self_labels_at_its_own_learning_rate_under_the_schedule(encoder, small_digits):
+    X, _ = small_digits
+    params = scan_params(epochs=2, self_label_epochs=2, confidence_threshold=0.5)
+    constant = TorchNeighbourClusterer(encoder, **params, self_label_lr=1e-4).fit(X)
+    np.testing.assert_allclose(constant.history_["lr"], [1e-3, 1e-3, 1e-4, 1e-4])
+    unscaled = TorchNeighbourClusterer(encoder, **params, lr_schedule="cosine").fit(X)
+    scaled = TorchNeighbourClusterer(encoder, **params, lr_schedule="cosine",
+                                     self_label_lr=1e-4).fit(X)
+    expected = np.array(unscaled.history_["lr"]) * [1, 1, 0.1, 0.1]
+    np.testing.assert_allclose(scaled.history_["lr"], expected)
+    assert scaled.history_["loss"][:2] == unscaled.history_["loss"][:2]
+    with pytest.raises(ValueError, match="self_label_lr scales the schedule of lr"):
+        TorchNeighbourClusterer(encoder, **{**params, "lr": 0}, self_label_lr=1e-4).fit(X)
+
+
 def test_scan_never_sees_labels(encoder, small_digits):
     X, y = small_digits
     params = scan_params(epochs=1, self_label_epochs=1)
