@@ -319,7 +319,18 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self.module_ = network.to(self.device_, memory_format=self._memory_format)
 
     def lr_factor(self, n_steps_per_epoch):
-        """The base's schedule, scaled to `self_label_lr` in the self-labelling epochs."""
+        """The base's schedule, scaled by ``self_label_lr / lr`` in the self-labelling epochs.
+
+        Parameters
+        ----------
+        n_steps_per_epoch : int
+            Optimiser steps in an epoch.
+
+        Returns
+        -------
+        factor : callable
+            Picklable function of the step (from 0) giving the multiplier of `lr`.
+        """
         factor = super().lr_factor(n_steps_per_epoch)
         if self.self_label_lr is None:
             return factor

@@ -703,7 +703,19 @@ class BaseTorchEstimator(BaseEstimator):
         )
 
     def lr_factor(self, n_steps_per_epoch):
-        """The multiplier of `lr` at each optimiser step, as a picklable callable of the step."""
+        """The multiplier of `lr` at each optimiser step, under `lr_schedule`.
+
+        Parameters
+        ----------
+        n_steps_per_epoch : int
+            Optimiser steps in an epoch.
+
+        Returns
+        -------
+        factor : callable
+            Picklable function of the step (from 0) giving the multiplier, as
+            ``torch.optim.lr_scheduler.LambdaLR`` takes it.
+        """
         return functools.partial(
             _lr_factor,
             schedule=self.lr_schedule,
