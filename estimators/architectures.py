@@ -345,7 +345,12 @@ def _final_linear_index(network):
     items; what comes before it makes the network's penultimate features.
     """
     final = network.final_linear()
-    return next(i for i, item in enumerate(network.head) if item is final)
+    index = next((i for i, item in enumerate(network.head) if item is final), None)
+    if index is None:
+        raise ValueError(
+            f"{type(network).__name__}'s final linear layer is not an item of its head."
+        )
+    return index
 
 
 def _split_head(network):
@@ -521,8 +526,9 @@ class OverClusteringNetwork(LayeredNetwork):
 
     def __init__(self, network, n_overclusters):
         final = network.final_linear()
-        self._final_index = _final_linear_index(network)
+        final_index = _final_linear_index(network)
         super().__init__(dict(network.layers), network.head)
+        self._final_index = final_index
         self.overclustering = nn.Sequential(
             nn.Linear(final.in_features, n_overclusters, bias=final.bias is not None),
             *copy.deepcopy(list(network.head)[self._final_index + 1:]),

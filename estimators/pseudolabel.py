@@ -86,7 +86,8 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
         pass, assigned and rebalanced as the K-way head's; the loss adds both heads' terms.
         IIC (Ji et al. 2019) trains over-clustering heads of 5 to 7 times K and found that
         they "make a large difference". Only the K-way head clusters (`predict`,
-        `labels_`). None: no second head. Needs ``label_pass="separate"``.
+        `labels_`). More than `n_clusters`; None: no second head. Needs
+        ``label_pass="separate"``.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
@@ -305,7 +306,8 @@ class TorchPseudoLabelClassifier(BaseTorchClusterer):
             if offending:
                 raise ValueError(
                     'label_pass="reuse" takes the argmax of the training pass; '
-                    f"{' and '.join(offending)} need a label pass of their own "
+                    f"{' and '.join(offending)} {'needs' if len(offending) == 1 else 'need'} "
+                    "a label pass of their own "
                     '(label_pass="separate").'
                 )
             self._target_source = ReusedLabelPass()

@@ -88,8 +88,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
     confidence_threshold : float, default=0.99
         Probability above which a weak view's cluster becomes a target (SCAN: 0.99).
     self_label_lr : float, default=None
-        Learning rate of the self-labelling epochs, under the same schedule; None keeps
-        `lr`. SCAN trains both steps at 1e-4; after neighbour clustering at 1e-3,
+        Base learning rate of the self-labelling epochs, in place of `lr`; the schedule,
+        which spans both steps, still multiplies it. None keeps `lr`. SCAN trains both steps at 1e-4; after neighbour clustering at 1e-3,
         self-labelling at 1e-3 emptied 4 of ResNet18's 10 clusters on digits, at 1e-4 none.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record

@@ -385,8 +385,8 @@ def reset_head(network, optimizer):
 
     The layer's state (momentum, moment estimates) is dropped, as a fresh optimiser would
     have none; fused SGD updates the momentum of all its parameters or of none, so there the
-    layer's momentum is zeroed instead, which gives the same next step (without dampening,
-    the only SGD the toolkit runs).
+    layer's momentum is zeroed instead, which gives the same next step without dampening
+    (with dampening d, (1 - d) times it: SGD's first step takes the whole gradient).
 
     Parameters
     ----------

@@ -4,6 +4,7 @@ Every fit is tiny (narrow networks, a few epochs, 8x8 digits), so the whole file
 well under a minute on two CPU cores.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from estimators import DeepClusterClassifier, rebalance_clusters
+from estimators.architectures import build_network
 from estimators.kmeans import _split_empty_clusters, kmeans_labels, kmeans_torch, pca_whiten
 from estimators.samplers import balanced_sample
 from estimators.targets import KMeansReclustering, reset_head
@@ -253,6 +255,31 @@ def test_reset_head_reinitialises_the_final_layer_only(small_digits, fused):
         assert head.weight not in state
     assert all(buffers["momentum_buffer"].any() for parameter, buffers in state.items()
                if parameter is not head.weight and parameter is not head.bias)
+
+
+@pytest.mark.parametrize("optimizer, fused", [(torch.optim.SGD, True), (torch.optim.SGD, False),
+                                              (torch.optim.Adam, True), (torch.optim.Adam, False)])
+def test_reset_head_gives_the_head_a_fresh_optimisers_next_step(optimizer, fused):
+    torch.manual_seed(0)
+    network = build_network("fast", 1, 10, widths=(8, 16, 16))
+    images, targets = torch.randn(8, 1, 8, 8), torch.arange(8)
+    momentum = {"momentum": 0.9} if optimizer is torch.optim.SGD else {}
+
+    def step(network, optimiser):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(network(images), targets).backward()
+        optimiser.step()
+
+    trained = optimizer(network.parameters(), lr=0.1, weight_decay=1e-4, fused=fused, **momentum)
+    step(network, trained)
+    step(network, trained)
+    reset_head(network, trained)
+    twin = copy.deepcopy(network)
+    step(network, trained)
+    step(twin, optimizer(twin.parameters(), lr=0.1, weight_decay=1e-4, fused=fused, **momentum))
+    for parameter, fresh in zip(network.final_linear().parameters(),
+                                twin.final_linear().parameters()):
+        torch.testing.assert_close(parameter, fresh)
 
 
 def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_path):

@@ -22,6 +22,7 @@ from estimators.architectures import OverClusteringNetwork, build_network
 from estimators.clustering import cluster_size_record
 from estimators.losses import BalancedCrossEntropy
 from estimators.samplers import ClusterWeightedSampler, RepeatedViews, ShuffleSampler, n_batches
+from estimators.training import Callback
 from estimators.targets import (
     ReusedLabelPass,
     TeacherLabelPass,
@@ -351,6 +352,19 @@ def test_guarded_pseudo_labels_never_see_labels_and_fill_every_cluster(small_dig
     assert set(without.labels_) <= set(range(without.n_clusters))
 
 
+def test_guarded_pseudo_labels_resume_after_a_crash_as_if_uninterrupted(small_digits, tmp_path):
+    X, _ = small_digits
+    params = dict(TINY, epochs=3, random_state=0, **GUARDED)
+    uninterrupted = TorchPseudoLabelClassifier(**params).fit(X)
+    crashing = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path,
+                                          callbacks=[CrashAfter(2)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X)
+    resumed = TorchPseudoLabelClassifier(**params, checkpoint_dir=tmp_path).fit(X)
+    assert resumed.history_["sizes_before"] == uninterrupted.history_["sizes_before"]
+    assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
+
+
 def test_overclustering_head_reads_the_penultimate_features_beside_the_network_head():
     torch.manual_seed(0)
     network = OverClusteringNetwork(build_network("fast", 1, 10, widths=(8, 16, 16)), 40)
@@ -381,23 +395,34 @@ def test_overclustering_labels_and_loss_come_from_both_heads(small_digits):
     assert targets.shape == (len(X), 2)
     assert np.bincount(targets[:, 1], minlength=30).min() > 0
     batch, batch_targets = data[:64], torch.from_numpy(targets[:64])
-    uic.module_.train()
-    torch.manual_seed(0)  # the same dropout masks in both passes
+    assert np.bincount(targets[:, 0], minlength=10).min() > 0
+    uic.module_.train()  # batch-norm on the batch's statistics, as training steps run
     loss, _ = uic.batch_loss(batch, batch_targets)
-    torch.manual_seed(0)
     head, overclustering = uic.module_.heads(uic._inputs(batch, train=True))
     cross_entropy = torch.nn.functional.cross_entropy
     torch.testing.assert_close(loss, cross_entropy(head, batch_targets[:, 0])
                                + cross_entropy(overclustering, batch_targets[:, 1]))
 
 
+class StartingWeights(Callback):
+    def on_train_begin(self, estimator):
+        self.weights_ = weights_of(estimator)
+        self.train_indices_ = estimator.train_indices_.copy()
+
+
 def test_initialize_for_builds_a_clusterer_on_the_images_it_would_draw(small_digits):
     X, _ = small_digits
-    uic = TorchPseudoLabelClassifier(**TINY, max_samples=100, random_state=0, n_overclusters=30,
-                                     eval_set=small_digits)
+    params = dict(TINY, epochs=1, max_samples=100, random_state=0, n_overclusters=30,
+                  eval_set=small_digits)
+    start = StartingWeights()
+    TorchPseudoLabelClassifier(**params, callbacks=[start]).fit(X)
+    uic = TorchPseudoLabelClassifier(**params)
     uic.initialize_for(X, n_outputs=10)
+    np.testing.assert_array_equal(uic.train_indices_, start.train_indices_)
     assert len(uic.train_indices_) == 100
     assert isinstance(uic.module_, OverClusteringNetwork)
+    assert_same_weights(weights_of(uic), start.weights_)
+    assert any(isinstance(callback, HeldOutScore) for callback in uic.callbacks_)
     with pytest.raises(NotFittedError):
         uic.predict(X)
 
@@ -406,7 +431,9 @@ def test_a_label_pass_that_reuses_the_training_argmax_refuses_the_guards_that_ne
         small_digits):
     X, _ = small_digits
     for guard in ({"assignment": "sinkhorn"}, {"teacher_momentum": 0.9}, {"n_overclusters": 50}):
-        with pytest.raises(ValueError, match='label_pass="separate"'):
+        (name, value), = guard.items()
+        with pytest.raises(ValueError, match=rf'pass; {name}={value!r} needs a label pass of '
+                                             r'their own \(label_pass="separate"\)'):
             TorchPseudoLabelClassifier(**TINY, label_pass="reuse", **guard).fit(X)
 
 

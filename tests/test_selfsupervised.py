@@ -22,6 +22,7 @@ from estimators import (
     weighted_knn_accuracy,
 )
 from estimators.architectures import ContrastiveNetwork, MultiHeadNetwork
+from estimators.samplers import n_batches
 from features.augment import RandomAugment
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
@@ -232,6 +233,14 @@ def test_scan_self_labels_at_its_own_learning_rate_under_the_schedule(encoder, s
     expected = np.array(unscaled.history_["lr"]) * [1, 1, 0.1, 0.1]
     np.testing.assert_allclose(scaled.history_["lr"], expected)
     assert scaled.history_["loss"][:2] == unscaled.history_["loss"][:2]
+    # the last step of neighbour clustering keeps lr, the first of self-labelling scales it
+    first = 2 * n_batches(len(X), 64)
+    factor, unscaled_factor = (fit.lr_scheduler_.lr_lambdas[0] for fit in (scaled, unscaled))
+    assert factor(first - 1) == unscaled_factor(first - 1)
+    assert factor(first) == pytest.approx(0.1 * unscaled_factor(first))
+    stepped = TorchNeighbourClusterer(encoder, **params, lr_schedule="step", lr_milestones=[1],
+                                      lr_gamma=0.5, self_label_lr=1e-4).fit(X)
+    np.testing.assert_allclose(stepped.history_["lr"], [1e-3, 5e-4, 5e-5, 5e-5])
     with pytest.raises(ValueError, match="self_label_lr scales the schedule of lr"):
         TorchNeighbourClusterer(encoder, **{**params, "lr": 0}, self_label_lr=1e-4).fit(X)
 
@@ -268,9 +277,12 @@ def test_scan_clusters_digits(digits):
     assert scores["empty_clusters"] == 0
 
 
-def test_scan_resumes_after_a_crash_as_if_uninterrupted(encoder, small_digits, tmp_path):
+@pytest.mark.parametrize("self_label_lr", [None, 1e-4])
+def test_scan_resumes_after_a_crash_as_if_uninterrupted(encoder, small_digits, tmp_path,
+                                                        self_label_lr):
     X, _ = small_digits
-    params = scan_params(epochs=2, self_label_epochs=1, confidence_threshold=0.5)
+    params = scan_params(epochs=2, self_label_epochs=1, confidence_threshold=0.5,
+                         self_label_lr=self_label_lr)
     uninterrupted = TorchNeighbourClusterer(encoder, **params).fit(X)
     crashing = TorchNeighbourClusterer(encoder, **params, checkpoint_dir=tmp_path,
                                        callbacks=[CrashAfter(2)])
