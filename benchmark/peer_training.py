@@ -46,10 +46,11 @@ class AugmentedNetwork(nn.Module):
 
 
 def toolkit_estimator(row, profile, epochs, seed):
-    """The row's estimator under `profile`, with `epochs`, without test-time flips."""
+    """The row's estimator under `profile`, with `epochs`, without test-time flips, on every
+    image it is given (skorch's loop draws no subset)."""
     (method,) = get_methods([row])
     return method.estimator(profile, seed=seed).set_params(epochs=epochs, tta_flip=False,
-                                                           verbose=0)
+                                                           max_samples=None, verbose=0)
 
 
 def skorch_twin(estimator, images):
