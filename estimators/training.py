@@ -980,7 +980,8 @@ def has_native_bfloat16(device):
     Elsewhere bfloat16 is emulated and slower than float32, so training stays in float32.
     Measured: on an AMX CPU, bfloat16 autocast trains the fast net 3.7 to 3.9 times and
     ResNet18 2.5 to 3.8 times as fast as float32 (``results/throughput-precision-amx.md``);
-    on an AMD EPYC with AVX512_BF16 and no AMX, 1.6 to 1.8 times (issue 14's figure). The
+    on a 2-core AMD EPYC Zen 4 (AVX512_BF16, no AMX), the fast net 2.4 to 3.2 times and
+    ResNet18 2.5 to 2.7 times (``results/throughput-precision-zen4.md``). The
     same Intel CPU with oneDNN held to AVX512_BF16 trains in bfloat16 at 0.83 to 0.99
     times its float32 speed (``results/throughput-precision-avx512bf16.md``): AVX512_BF16
     pays on AMD's cores, the CPUs that have it without AMX.
