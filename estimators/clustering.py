@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from .metrics import cluster_sizes, clustering_scores
+from .targets import head_columns, stack_heads
 from .training import BaseTorchEstimator, Callback
 
 
@@ -268,7 +269,7 @@ class BaseNetworkClusterer(ClusterMixin, BaseTorchEstimator):
 
 def _first_head(targets):
     """The K-way head's targets, from a vector of them or a column per head."""
-    return targets.reshape(len(targets), -1)[:, 0]
+    return head_columns(targets)[0]
 
 
 class BaseTorchClusterer(BaseNetworkClusterer):
@@ -343,10 +344,10 @@ class BaseTorchClusterer(BaseNetworkClusterer):
     def _rebalanced(self, proposed):
         """Every head's targets rebalanced (:func:`rebalance_clusters`), in the same layout:
         a vector for one head, a column per head for several."""
-        columns = proposed.reshape(len(proposed), -1).T
-        rebalanced = [rebalance_clusters(column, width, self._rng)
-                      for column, width in zip(columns, self._head_widths, strict=True)]
-        return rebalanced[0] if len(rebalanced) == 1 else np.column_stack(rebalanced)
+        return stack_heads([
+            rebalance_clusters(column, width, self._rng)
+            for column, width in zip(head_columns(proposed), self._head_widths, strict=True)
+        ])
 
     # ---------------------------------------------------------------- checkpoints
 

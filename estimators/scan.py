@@ -89,8 +89,9 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         Probability above which a weak view's cluster becomes a target (SCAN: 0.99).
     self_label_lr : float, default=None
         Base learning rate of the self-labelling epochs, in place of `lr`; the schedule,
-        which spans both steps, still multiplies it. None keeps `lr`. SCAN trains both steps at 1e-4; after neighbour clustering at 1e-3,
-        self-labelling at 1e-3 emptied 4 of ResNet18's 10 clusters on digits, at 1e-4 none.
+        which spans both steps, still multiplies it. None keeps `lr`. SCAN trains both
+        steps at 1e-4; after neighbour clustering at 1e-3, self-labelling at 1e-3 emptied
+        4 of ResNet18's 10 clusters on digits, at 1e-4 none.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
@@ -319,18 +320,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self.module_ = network.to(self.device_, memory_format=self._memory_format)
 
     def lr_factor(self, n_steps_per_epoch):
-        """The base's schedule, scaled by ``self_label_lr / lr`` in the self-labelling epochs.
-
-        Parameters
-        ----------
-        n_steps_per_epoch : int
-            Optimiser steps in an epoch.
-
-        Returns
-        -------
-        factor : callable
-            Picklable function of the step (from 0) giving the multiplier of `lr`.
-        """
+        """The base's schedule, scaled by ``self_label_lr / lr`` in the self-labelling epochs."""
         factor = super().lr_factor(n_steps_per_epoch)
         if self.self_label_lr is None:
             return factor

@@ -212,6 +212,17 @@ def _label_pass(estimator, data, module=None):
     return [logits, torch.cat(overclustering)]
 
 
+def head_columns(targets):
+    """Each head's targets, from a vector of them (one head) or a column per head."""
+    return targets.reshape(len(targets), -1).T
+
+
+def stack_heads(columns):
+    """Targets of every head in one array: a vector for one head, a column per head for
+    several (the layout :func:`head_columns` reads)."""
+    return columns[0] if len(columns) == 1 else np.column_stack(columns)
+
+
 def assign_heads(assign, head_logits):
     """Labels of every head by `assign`: one column per head, or a vector for one head.
 
@@ -234,8 +245,7 @@ def assign_heads(assign, head_logits):
     >>> assign_heads(argmax_labels, [torch.eye(2), torch.eye(2).flip(1)]).tolist()
     [[0, 1], [1, 0]]
     """
-    labels = [assign(logits) for logits in head_logits]
-    return labels[0] if len(labels) == 1 else np.column_stack(labels)
+    return stack_heads([assign(logits) for logits in head_logits])
 
 
 class SeparateLabelPass(TargetSource):
