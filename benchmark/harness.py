@@ -1,5 +1,6 @@
 """The harness: the only place that fits, times, scores and records a method."""
 
+import copy
 import functools
 import hashlib
 import os
@@ -16,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from estimators import cluster_sizes, clustering_scores
 from estimators.neighbours import mine_neighbours, neighbour_accuracy, weighted_knn_accuracy
+from estimators.training import training_params
 from features.deep import learns_without_labels
 from results.schema import checked_record
 from search import clear_cache, count_fits
@@ -57,8 +59,9 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     fitted_backbones : BackboneCache, default=None
         Torch estimators fitted by earlier rows of a run. A probe or learned-features row
         whose ``backbone`` would train exactly as one of them (same class, parameters and
-        training images) uses it instead of training it again; the row then records
-        ``backbone_reused``.
+        training images) uses it instead of training it again; a row whose training begins
+        with the whole of one of theirs (SCAN with self-labelling after SCAN) goes on from
+        it. The row then records ``backbone_reused``.
     monitor : bool, default=False
         Give every part of the estimator that takes an ``eval_set`` the test images and
         labels, which it scores after every epoch (``eval_nmi`` and the like in the
@@ -87,13 +90,16 @@ def run_method(method, dataset, *, profile, seed=0, n_jobs=None, checkpoint_dir=
     }
     if monitor and dataset.X_test is not None:
         _monitor_test_images(estimator, dataset)
-    lent = [] if fitted_backbones is None else fitted_backbones.lend(estimator, train.X_train)
-    if lent:
+    lent, continued = [], False
+    if fitted_backbones is not None:
+        lent = fitted_backbones.lend(estimator, train.X_train)
+        estimator, continued = fitted_backbones.continued(estimator, train.X_train)
+    if lent or continued:
         record["backbone_reused"] = True
     fit_args = (train.X_train, train.y_train) if method.supervised else (train.X_train,)
     fit_seconds, shared = timed_fit(estimator, *fit_args)
-    # a resumed network's earlier epochs were timed when they ran, by its history; a lent
-    # network was not trained by this row at all
+    # a resumed or continued network's earlier epochs were timed when they ran, by its
+    # history; a lent network was not trained by this row at all
     resumed_epochs, resumed_seconds = resumed_training(estimator, lent=lent)
     record["fit_time"] = fit_seconds + resumed_seconds
     if resumed_epochs:
@@ -264,10 +270,34 @@ class BackboneCache:
         estimator.set_params(**lent)
         return list(lent.values())
 
+    def continued(self, estimator, X):
+        """A kept fit of the training `estimator` begins with, set to go on as `estimator`.
+
+        An estimator whose ``first_step()`` names an unfitted estimator (SCAN with
+        self-labelling: the same without it) begins by training exactly what that one
+        trains. Where a fit of that one on `X` is kept, a copy of it takes the parameters
+        of `estimator` and ``warm_start=True``: fitting it then trains only the epochs
+        left, and ends as `estimator` would.
+
+        Returns
+        -------
+        estimator : estimator
+            The copy, or `estimator` itself where nothing kept matches.
+        continued : bool
+            Whether it is the copy.
+        """
+        first_step = getattr(estimator, "first_step", None)
+        first = first_step() if callable(first_step) else None
+        fitted = None if first is None else self._fitted.get(self._key(first, X))
+        if fitted is None:
+            return estimator, False
+        copied = copy.deepcopy(fitted)
+        return copied.set_params(**{**estimator.get_params(deep=False), "warm_start": True}), True
+
     @staticmethod
     def _key(estimator, X):
-        params = {name: value for name, value in estimator.get_params(deep=False).items()
-                  if name not in ("checkpoint_dir", "verbose")}
+        # checkpoint folders, devices and the like aside, nested backbones by their own
+        params = training_params(estimator)
         # A network may draw no more images than it is given: it then trains on them all,
         # exactly as one without the limit.
         if (params.get("max_samples") or 0) >= len(X):

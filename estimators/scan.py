@@ -92,6 +92,13 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         which spans both steps, still multiplies it. None keeps `lr`. SCAN trains both
         steps at 1e-4; after neighbour clustering at 1e-3, self-labelling at 1e-3 emptied
         4 of ResNet18's 10 clusters on digits, at 1e-4 none.
+    warm_start : bool, default=False
+        When the clusterer is fitted, fit it again on the same images by going on from
+        where its training stopped: only the epochs left of `epochs` +
+        `self_label_epochs` run, with the parameters set since (from the next epoch on),
+        over the fitted backbone. A clusterer fitted without self-labelling, given
+        ``self_label_epochs`` and fitted again, then ends as one fitted with them from
+        the start (see :meth:`first_step`). Other images raise a ValueError.
     eval_set : (X, y) tuple, default=None
         Held-out images and their labels, clustered after every epoch to record
         ``eval_nmi``, ``eval_ari``, ``eval_acc`` and ``eval_empty_clusters`` in
@@ -187,7 +194,10 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         "self_label_epochs": [Interval(Integral, 0, None, closed="left")],
         "confidence_threshold": [Interval(Real, 0, 1, closed="left")],
         "self_label_lr": [Interval(Real, 0, None, closed="left"), None],
+        "warm_start": ["boolean"],
     }
+    # Whether a fit goes on from the last one does not change what it trains.
+    _resumable_params = (*BaseNetworkClusterer._resumable_params, "warm_start")
     _routed_prefixes = ("optimizer", "augment", "weak_augment")
     _augment_defaults = SIMCLR_AUGMENTATION
 
@@ -202,6 +212,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self_label_epochs=0,
         confidence_threshold=0.99,
         self_label_lr=None,
+        warm_start=False,
         eval_set=None,
         epochs=30,
         max_samples=None,
@@ -232,6 +243,7 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         self.self_label_epochs = self_label_epochs
         self.confidence_threshold = confidence_threshold
         self.self_label_lr = self_label_lr
+        self.warm_start = warm_start
         self.eval_set = eval_set
         self.epochs = epochs
         self.max_samples = max_samples
@@ -257,6 +269,26 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         """Epochs of both steps: `epochs` of neighbour clustering, then of self-labelling."""
         return self.epochs + self.self_label_epochs
 
+    def first_step(self):
+        """The clusterer whose whole fit is this one's first step, or None.
+
+        The same parameters without self-labelling: fitted, then given this one's
+        parameters and ``warm_start=True``, it trains the rest and ends exactly as this
+        one would (:attr:`warm_start`). None where there is no self-labelling, or where
+        adding it changes the epochs before it: a "triangle" or "cosine" schedule spans
+        both steps.
+
+        Returns
+        -------
+        first : TorchNeighbourClusterer or None
+            Unfitted.
+        """
+        if self.self_label_epochs == 0 or self.lr_schedule in ("triangle", "cosine"):
+            return None
+        # clone would clone the backbone too, and a fitted one would have to train again
+        return clone(self).set_params(backbone=self.backbone, self_label_epochs=0,
+                                      self_label_lr=None)
+
     def _routing_targets(self):
         return {
             "optimizer": (OPTIMIZERS[self.optimizer], {"params", "lr", "momentum", "weight_decay"}),
@@ -274,13 +306,22 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
     # ---------------------------------------------------------------- the parts
 
     def initialize(self, data, n_outputs):
-        """Fit the backbone if needed, build every component, then mine the neighbours."""
-        self.backbone_ = self._fitted_backbone(data.numpy())
+        """Fit the backbone if needed, build every component, then mine the neighbours.
+
+        A warm start keeps the fitted backbone it goes on from.
+        """
+        if not self._continuing:
+            self.backbone_ = self._fitted_backbone(data.numpy())
         super().initialize(data, n_outputs)
         features = self.backbone_.transform(data.numpy())
         n_neighbours = min(self.n_neighbours, len(data) - 1)
         self.neighbours_ = mine_neighbours(features, n_neighbours)
         self._neighbours = torch.from_numpy(self.neighbours_)
+
+    def _state_to_continue(self):
+        if not (self.warm_start and hasattr(self, "stop_reason_")):
+            return None
+        return self.checkpoint_state(), self._data_digest
 
     def _fitted_backbone(self, images):
         backbone = self.backbone

@@ -555,13 +555,44 @@ class BaseTorchEstimator(BaseEstimator):
         self : estimator
             The trained estimator.
         """
+        previous = self._state_to_continue()
+        self._continuing = previous is not None
         data, labels = self._training_data(images, targets)
         self._fingerprint = self._make_fingerprint(data, labels, n_outputs)
         # Seed torch's global generator (weight init, dropout) without leaving it changed.
         with _forked_rng(self.device_):
             self.initialize(data, n_outputs)
+            if previous is not None:
+                self._continue_from(*previous)
             self.fit_loop(data, labels)
         return self
+
+    def _state_to_continue(self):
+        """What a warm start goes on from: this fit's state and the digest of its images,
+        or None to train from the start. None here; a subclass with ``warm_start`` returns
+        ``(self.checkpoint_state(), self._data_digest)`` when it is fitted."""
+        return None
+
+    def _continue_from(self, state, data_digest):
+        """Restore a warm start's `state`, refusing other training images than its own.
+
+        The network, the optimiser's running state, the generators and the history come
+        from `state`; the optimiser's settings and the learning-rate schedule are this
+        fit's, taken up at the step the last fit stopped at.
+        """
+        if data_digest != self._data_digest:
+            raise ValueError(
+                f"warm_start goes on with the images {type(self).__name__} was fitted on, "
+                "but X holds other images; set warm_start=False to train on them afresh."
+            )
+        settings = [{name: value for name, value in group.items() if name != "params"}
+                    for group in self.optimizer_.param_groups]
+        self._restore_state(state)
+        scheduler = self.lr_scheduler_
+        scheduler.base_lrs = [group["initial_lr"] for group in settings]
+        for group, own, factor in zip(self.optimizer_.param_groups, settings,
+                                      scheduler.lr_lambdas):
+            group.update(own, lr=own["initial_lr"] * factor(scheduler.last_epoch))
 
     def _training_data(self, images, targets):
         """Unfit the estimator, pick its device, and draw the images it trains on (as tensors)."""
@@ -605,6 +636,7 @@ class BaseTorchEstimator(BaseEstimator):
             The estimator, its components built.
         """
         self._check_params()
+        self._continuing = False
         data, _ = self._training_data(self._validate_images(X, reset=True), None)
         with _forked_rng(self.device_):
             self.initialize(data, n_outputs)
@@ -648,12 +680,12 @@ class BaseTorchEstimator(BaseEstimator):
         The images and labels enter by their content: a checkpoint of a network trained on
         other images of the same shape (another fold of a cross-validation) never resumes.
         """
-        params = _training_params(self)
         content = hashlib.blake2b(np.ascontiguousarray(data.numpy()).data, digest_size=16)
         if labels is not None:
             content.update(np.ascontiguousarray(labels.numpy()).data)
-        return repr((type(self).__name__, sorted(params.items()), tuple(data.shape), n_outputs,
-                     content.hexdigest()))
+        self._data_digest = content.hexdigest()
+        return repr((type(self).__name__, sorted(training_params(self).items()),
+                     tuple(data.shape), n_outputs, self._data_digest))
 
     def initialize_transforms(self, data):
         """Build ``input_transform_`` (standardisation, Sobel, upsampling) and ``augment_``.
@@ -935,6 +967,10 @@ class BaseTorchEstimator(BaseEstimator):
                 f"  checkpoint: {state['fingerprint']}\n  this run:   {self._fingerprint}\n"
                 "Use another checkpoint_dir, or delete the checkpoint to start afresh."
             )
+        self._restore_state(state)
+
+    def _restore_state(self, state):
+        """Load a :meth:`checkpoint_state` into the built components, whatever its fingerprint."""
         self.module_.load_state_dict(state["module"])
         self.optimizer_.load_state_dict(state["optimizer"])
         self.lr_scheduler_.load_state_dict(state["lr_scheduler"])
@@ -950,15 +986,27 @@ class BaseTorchEstimator(BaseEstimator):
         return hasattr(self, "stop_reason_")
 
 
-def _training_params(estimator):
+def training_params(estimator):
     """The parameters that change what `estimator` trains, nested estimators' included.
 
     A nested estimator (a backbone) enters by its own such parameters, so that one lent
     from another row (its checkpoint folder elsewhere) fingerprints as the one trained here.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        Fitted or not.
+
+    Returns
+    -------
+    params : dict
+        Its ``get_params(deep=False)`` less the parameters its class lists as not changing
+        training (``_resumable_params``: device, checkpoint folder, callbacks...), each
+        nested estimator replaced by its class name and its own such parameters.
     """
     resumable = getattr(estimator, "_resumable_params", ())
     return {
-        key: (type(value).__name__, sorted(_training_params(value).items()))
+        key: (type(value).__name__, sorted(training_params(value).items()))
         if hasattr(value, "get_params") and not isinstance(value, type) else value
         for key, value in estimator.get_params(deep=False).items()
         if key not in resumable

@@ -36,10 +36,12 @@ FIELDS = {
     "n_test": "test images scored",
     "estimator": "the estimator's repr, with every parameter",
     "environment": "machine, Python and package versions, git commit of the code",
-    "backbone_reused": "true where the row took the network an earlier row of the run trained",
+    "backbone_reused": "true where the row took the network an earlier row of the run trained, "
+                       "or went on from it",
     # timings
     "fit_time": "seconds of fit, with the epochs a checkpoint resumed (as they were timed)",
-    "resumed_epochs": "epochs of training a checkpoint supplied to this fit",
+    "resumed_epochs": "epochs of training a checkpoint, or the earlier row's fit it went on "
+                      "from, supplied to this fit",
     "predict_time": "seconds to predict the test images",
     "seconds_per_epoch": "mean seconds of a network's training epoch",
     # work a search shared between its candidates

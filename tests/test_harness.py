@@ -457,16 +457,23 @@ def test_report_draws_cluster_sizes_and_quality_per_epoch(tmp_path, capsys):
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
+def run_together_and_alone(tmp_path, methods, alone, *options, dataset="digits"):
+    """Run the rows `methods` in one smoke run (in ``tmp_path / "shared"``), then the row
+    `alone` in a run of its own; return the first run's store and the second's record."""
+    for names, folder in ((methods, "shared"), (alone, "alone")):
+        assert run_cli("run", "--methods", names, "--profile", "smoke", *options,
+                       "--out", str(tmp_path / folder)) == 0
+    standalone = ResultStore(tmp_path / "alone").read(alone, dataset, "smoke", 0)
+    return ResultStore(tmp_path / "shared"), standalone
+
+
 def test_a_probe_reuses_the_backbone_its_row_just_trained_with_the_same_result(tmp_path):
     # 200 images, fewer than the smoke profile's 256: the probe's network, limited by
     # max_samples, and the uic row's, limited by train_limit, both learn from all of them.
-    shared, alone = tmp_path / "shared", tmp_path / "alone"
-    assert run_cli("run", "--methods", "uic-fast-rgb,probe-fast-rgb-stage2", "--profile", "smoke",
-                   "--limit", "200", "--out", str(shared)) == 0
-    assert run_cli("run", "--methods", "probe-fast-rgb-stage2", "--profile", "smoke",
-                   "--limit", "200", "--out", str(alone)) == 0
-    reused = ResultStore(shared).read("probe-fast-rgb-stage2", "digits-n200", "smoke", 0)
-    trained = ResultStore(alone).read("probe-fast-rgb-stage2", "digits-n200", "smoke", 0)
+    store, trained = run_together_and_alone(
+        tmp_path, "uic-fast-rgb,probe-fast-rgb-stage2", "probe-fast-rgb-stage2",
+        "--limit", "200", dataset="digits-n200")
+    reused = store.read("probe-fast-rgb-stage2", "digits-n200", "smoke", 0)
     assert reused["backbone_reused"] and "backbone_reused" not in trained
     assert reused["test_accuracy"] == trained["test_accuracy"]
     assert reused["train_accuracy"] == trained["train_accuracy"]
@@ -487,12 +494,8 @@ def test_a_probe_trains_on_every_image_over_a_network_that_learned_from_fewer(tm
 
 
 def test_rows_reading_an_encoder_borrow_it_and_score_like_standalone(tmp_path):
-    shared, alone = tmp_path / "shared", tmp_path / "alone"
     methods = "simclr-fast,learned-svm,learned-logreg,simclr-fast-kmeans,scan-fast"
-    assert run_cli("run", "--methods", methods, "--profile", "smoke", "--out", str(shared)) == 0
-    assert run_cli("run", "--methods", "simclr-fast-kmeans", "--profile", "smoke",
-                   "--out", str(alone)) == 0
-    store = ResultStore(shared)
+    store, standalone = run_together_and_alone(tmp_path, methods, "simclr-fast-kmeans")
     encoder, svm, logreg, kmeans, scan = (store.read(name, "digits", "smoke", 0)
                                           for name in methods.split(","))
     # the encoder's features are scored with labels it never saw
@@ -504,17 +507,29 @@ def test_rows_reading_an_encoder_borrow_it_and_score_like_standalone(tmp_path):
     assert "backbone_reused" not in logreg and logreg["n_train"] > 1000
     # one epoch on 256 images, labels never seen: the features still separate digits
     assert logreg["test_accuracy"] >= 0.7 and svm["test_accuracy"] >= 0.7
-    standalone = ResultStore(alone).read("simclr-fast-kmeans", "digits", "smoke", 0)
     assert kmeans["backbone_reused"] and "backbone_reused" not in standalone
     # (one smoke epoch on 256 images: 0.28 to 0.33 by the thread count; chance about 0.03)
     assert kmeans["nmi_test"] == standalone["nmi_test"] > 0.2
     # SCAN reads an encoder the run trained before; one smoke epoch of each clusters above
     # chance (about 0.03 for 10 random clusters of the 360 test images)
     assert scan["backbone_reused"] and scan["nmi_test"] > 0.1
-    report = (shared / "results.md").read_text()
+    report = (tmp_path / "shared" / "results.md").read_text()
     for heading in ("## Classical models on features learned without labels",
                     "## Self-supervised encoders"):
         assert heading in report
+
+
+def test_self_labelling_goes_on_from_the_scan_row_and_scores_like_standalone(tmp_path):
+    methods = "simclr-fast,scan-fast,scan-fast-selflabel"
+    store, standalone = run_together_and_alone(tmp_path, methods, "scan-fast-selflabel")
+    scan, continued = (store.read(name, "digits", "smoke", 0) for name in methods.split(",")[1:])
+    assert continued["backbone_reused"] and "backbone_reused" not in standalone
+    # the scan row's epoch, with its time, counts in the row that went on from it
+    assert continued["resumed_epochs"] == len(scan["history"]) == 1
+    assert continued["fit_time"] >= scan["history"][0]["seconds"]
+    assert [epoch["step"] for epoch in continued["history"]] == ["scan", "self-label"]
+    for field in ("nmi_test", "nmi_train", "cluster_sizes_test"):
+        assert continued[field] == standalone[field]
 
 
 def test_report_of_a_run_fills_every_cell_of_every_table(tmp_path):

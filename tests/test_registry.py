@@ -9,7 +9,8 @@ from benchmark.registry import (
     get_methods,
     in_borrowing_order,
 )
-from estimators.training import BaseTorchEstimator
+from benchmark.methods.selfsupervised import ENCODER_ARCHITECTURES
+from estimators.training import BaseTorchEstimator, training_params
 from results.store import ResultStore
 
 
@@ -102,6 +103,17 @@ def test_a_row_reads_the_network_its_lender_trains(profile):
     logreg = METHODS["learned-logreg"].estimator(profile, seed=3)
     drawn = lender if limit is None else {**lender, "max_samples": limit}
     assert backbone(logreg).get_params() == drawn
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("arch", ENCODER_ARCHITECTURES)
+def test_a_self_labelling_row_begins_with_its_scan_rows_whole_fit(profile, arch):
+    # so that a run goes on from the scan row's fit (harness.BackboneCache.continued)
+    scan, self_labelling = (
+        method.estimator(profile, n_classes=10, n_train=1437)
+        for method in get_methods([f"scan-{arch}", f"scan-{arch}-selflabel"])
+    )
+    assert training_params(self_labelling.first_step()) == training_params(scan)
 
 
 def test_the_registry_lists_each_row_after_the_row_it_borrows_from():

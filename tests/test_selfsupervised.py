@@ -294,6 +294,46 @@ def test_scan_resumes_after_a_crash_as_if_uninterrupted(encoder, small_digits, t
     assert_same_weights(weights_of(resumed), weights_of(uninterrupted))
 
 
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "step", "lr_milestones": [1]}])
+def test_scan_warm_started_after_its_first_step_ends_as_one_whole_fit(encoder, small_digits,
+                                                                      schedule):
+    X, _ = small_digits
+    params = scan_params(epochs=2, self_label_epochs=2, confidence_threshold=0.2,
+                         self_label_lr=1e-4, **schedule)
+    whole = TorchNeighbourClusterer(encoder, **params).fit(X)
+    # self-labelling trains
+    assert min(record["confident"] for record in whole.history_[2:]) > 0
+    first = whole.first_step()
+    assert first.get_params()["self_label_epochs"] == 0 and not hasattr(first, "module_")
+    first.fit(X)
+    continued = first.set_params(**{**whole.get_params(deep=False), "warm_start": True}).fit(X)
+    assert continued.n_resumed_epochs_ == 2 and continued.backbone_ is encoder
+    assert continued.history_["lr"] == whole.history_["lr"]
+    assert continued.history_["loss"] == whole.history_["loss"]
+    assert_same_weights(weights_of(continued), weights_of(whole))
+    np.testing.assert_array_equal(continued.labels_, whole.labels_)
+
+
+def test_scan_has_a_first_step_only_where_self_labelling_leaves_it_alone(encoder):
+    assert TorchNeighbourClusterer(encoder, self_label_epochs=0).first_step() is None
+    cosine = TorchNeighbourClusterer(encoder, self_label_epochs=2, lr_schedule="cosine")
+    assert cosine.first_step() is None
+
+
+def test_scan_warm_start_refuses_other_images_and_otherwise_trains_afresh(encoder, small_digits):
+    X, _ = small_digits
+    params = scan_params(epochs=1)
+    warm = TorchNeighbourClusterer(encoder, **params, warm_start=True).fit(X)
+    cold = TorchNeighbourClusterer(encoder, **params).fit(X)
+    # an unfitted clusterer has nothing to go on from; a fitted one with no epochs left
+    # trains none
+    assert warm.n_resumed_epochs_ == 0
+    assert_same_weights(weights_of(warm), weights_of(cold))
+    assert warm.fit(X).n_resumed_epochs_ == 1 and len(warm.history_) == 1
+    with pytest.raises(ValueError, match="warm_start goes on with the images"):
+        warm.fit(X[::-1])
+
+
 def test_scan_resumes_over_a_backbone_trained_elsewhere(encoder, small_digits, tmp_path):
     # a run lends the encoder another row trained (its checkpoints in that row's folder);
     # a rerun after a crash trains the same encoder in the SCAN row's own folder

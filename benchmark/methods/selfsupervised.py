@@ -63,6 +63,9 @@ SCAN_GPU = {"epochs": 15, "lr": 1e-3, "n_heads": 5, "batch_size": 512}
 # clusters of scan-resnet18-selflabel on digits (test NMI 0.72 after neighbour clustering,
 # 0.36 after self-labelling; at 1e-4 0.69, none empty; 2-core AMD EPYC Zen 4).
 SELF_LABEL = {"self_label_lr": 1e-4}
+# A self-labelling row adds only self-labelling's settings to its scan row's, over a schedule
+# that leaves the first step alone: a run with both goes on from the scan row's fit
+# (TorchNeighbourClusterer.first_step) instead of training it again.
 SCAN_SETTINGS = {
     False: {"smoke": SCAN_SMOKE, "quick": SCAN_QUICK, "gpu": SCAN_GPU, "paper": SCAN_PAPER},
     True: {
