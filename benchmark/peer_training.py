@@ -46,11 +46,22 @@ class AugmentedNetwork(nn.Module):
 
 
 def toolkit_estimator(row, profile, epochs, seed):
-    """The row's estimator under `profile`, with `epochs`, without test-time flips, on every
-    image it is given (skorch's loop draws no subset)."""
+    """The row's estimator under `profile`, with `epochs`, without test-time augmentation or
+    lookahead (skorch has neither), on every image it is given (skorch's loop draws no
+    subset)."""
     (method,) = get_methods([row])
-    return method.estimator(profile, seed=seed).set_params(epochs=epochs, tta_flip=False,
-                                                           max_samples=None, verbose=0)
+    estimator = method.estimator(profile, seed=seed)
+    return estimator.set_params(epochs=epochs, tta_flip=False, tta_shift=0, lookahead=False,
+                                max_samples=None, verbose=0)
+
+
+def _scaled_groups(parts, module):
+    """skorch's ``optimizer__param_groups`` for the estimator's groups past the first (the
+    parameters whose learning rate it scales), each parameter by its name in `module`."""
+    names = {id(parameter): name for name, parameter in module.named_parameters()}
+    return [(names[id(parameter)], {"lr": group["initial_lr"],
+                                    "weight_decay": group["weight_decay"]})
+            for group in parts.optimizer_.param_groups[1:] for parameter in group["params"]]
 
 
 def skorch_twin(estimator, images):
@@ -62,8 +73,9 @@ def skorch_twin(estimator, images):
     params = estimator.get_params()
     parts = clone(estimator).initialize_for(images, n_outputs=10)
     generator = torch.Generator().manual_seed(estimator.random_state)
+    module = AugmentedNetwork(parts.module_, parts.augment_, parts.input_transform_)
     return NeuralNetClassifier(
-        AugmentedNetwork(parts.module_, parts.augment_, parts.input_transform_),
+        module, optimizer__param_groups=_scaled_groups(parts, module),
         criterion=nn.CrossEntropyLoss, criterion__label_smoothing=params["label_smoothing"],
         optimizer=torch.optim.SGD, lr=params["lr"], optimizer__momentum=params["momentum"],
         optimizer__weight_decay=params["weight_decay"],

@@ -11,6 +11,7 @@ penultimate features.
 
 import copy
 import difflib
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -251,15 +252,43 @@ def _fast_conv(in_channels, out_channels):
     return conv
 
 
-def _fast_group(in_channels, out_channels):
+class ScaledBiasNorm(nn.BatchNorm2d):
+    """Batch norm whose bias learns `bias_lr_scale` times as fast as the other weights.
+
+    The training loop reads `bias_lr_scale` (:func:`estimators.training.parameter_groups`);
+    with ``learn_weight=False`` the weight stays 1 and only the bias learns, as in airbench.
+
+    Parameters
+    ----------
+    num_features : int
+        Channels.
+    momentum : float, default=0.1
+        Weight of each batch in the running statistics (torch's convention).
+    learn_weight : bool, default=True
+        Whether the weight (scale) learns.
+    bias_lr_scale : float, default=1.0
+        Multiplier of the learning rate of the bias; its weight decay is divided by it,
+        so that each step decays it as much as the other weights.
+    """
+
+    def __init__(self, num_features, *, momentum=0.1, learn_weight=True, bias_lr_scale=1.0):
+        super().__init__(num_features, momentum=momentum)
+        self.weight.requires_grad_(learn_weight)
+        self.bias_lr_scale = bias_lr_scale
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, bias_lr_scale={self.bias_lr_scale:g}"
+
+
+def _fast_group(in_channels, out_channels, norm):
     return nn.Sequential(
         _fast_conv(in_channels, out_channels),
         # Rounding up keeps every map at least 1x1 (8x8 images, and rows of features).
         nn.MaxPool2d(2, ceil_mode=True),
-        nn.BatchNorm2d(out_channels),
+        norm(out_channels),
         nn.GELU(),
         _fast_conv(out_channels, out_channels),
-        nn.BatchNorm2d(out_channels),
+        norm(out_channels),
         nn.GELU(),
     )
 
@@ -285,13 +314,24 @@ class FastNet(LayeredNetwork):
         Dropout rate before the linear layer.
     scale : float, default=1/9
         Factor the logits are multiplied by; it slows the head's learning against the body.
+    norm_momentum : float, default=0.1
+        Momentum of the batch norms' running statistics (torch's convention; airbench:
+        0.4).
+    norm_weights : bool, default=True
+        Whether the batch norms' weights learn; airbench freezes them at 1.
+    norm_bias_lr_scale : float, default=1.0
+        Multiplier of the learning rate of the batch norms' biases (airbench: 64), their
+        weight decay divided by it (:class:`ScaledBiasNorm`).
     """
 
     patch_size = 2
 
     def __init__(
-        self, in_channels=3, n_classes=10, *, widths=(64, 256, 256), dropout=0.0, scale=1 / 9
+        self, in_channels=3, n_classes=10, *, widths=(64, 256, 256), dropout=0.0, scale=1 / 9,
+        norm_momentum=0.1, norm_weights=True, norm_bias_lr_scale=1.0,
     ):
+        norm = functools.partial(ScaledBiasNorm, momentum=norm_momentum,
+                                 learn_weight=norm_weights, bias_lr_scale=norm_bias_lr_scale)
         stem_width = 2 * in_channels * self.patch_size**2
         # Pad right and bottom so that the stem keeps the image's size, down to 1 pixel.
         pad = (0, self.patch_size - 1, 0, self.patch_size - 1)
@@ -300,10 +340,10 @@ class FastNet(LayeredNetwork):
                 nn.ZeroPad2d(pad),
                 nn.Conv2d(in_channels, stem_width, self.patch_size, bias=True),
                 nn.GELU(),
-                _fast_group(stem_width, widths[0]),
+                _fast_group(stem_width, widths[0], norm),
             ),
-            "stage2": _fast_group(widths[0], widths[1]),
-            "stage3": _fast_group(widths[1], widths[2]),
+            "stage2": _fast_group(widths[0], widths[1], norm),
+            "stage3": _fast_group(widths[1], widths[2], norm),
         }
         head = nn.Sequential(
             nn.AdaptiveMaxPool2d(1),

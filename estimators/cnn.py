@@ -1,13 +1,24 @@
 """Supervised CNN classifier: a torch network trained with cross-entropy, as an estimator."""
 
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from .samplers import n_batches
 from .training import BaseTorchEstimator
+
+# airbench's lookahead: slow weights from the fourth epoch, updated every 5 steps at a decay
+# of 0.95 a step, weighted by the cube of the share of training done.
+_LOOKAHEAD_START_EPOCHS = 3
+_LOOKAHEAD_EVERY = 5
+_LOOKAHEAD_DECAY = 0.95
+_LOOKAHEAD_POWER = 3
 
 
 class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
@@ -63,6 +74,16 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         (:class:`features.augment.RandomAugment`, tuned through ``augment__``).
     tta_flip : bool, default=True
         Predict from the mean of the logits of each image and of its mirror image.
+    tta_shift : int, default=0
+        Where above 0, predict from the mean of those logits (or the image's alone) and
+        of the same for the image moved by this many pixels diagonally, once down-right
+        and once up-left (mirrored at its borders), each half the weight: airbench's
+        test-time augmentation with 1.
+    lookahead : bool, default=False
+        airbench's lookahead: from the fourth epoch on, every 5 optimiser steps, slow
+        weights (batch-norm statistics included) move towards the network's, by a share
+        that shrinks as training goes on (``1 - 0.95**5 * (step / steps) ** 3``), and the
+        network takes them; after every epoch the network takes the slow weights again.
     device : str or torch.device, default="auto"
         Device to train on; "auto" picks CUDA, then MPS, then the CPU.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
@@ -131,6 +152,8 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
     _parameter_constraints = {
         **BaseTorchEstimator._parameter_constraints,
         "tta_flip": ["boolean"],
+        "tta_shift": [Interval(Integral, 0, None, closed="left")],
+        "lookahead": ["boolean"],
     }
 
     def __init__(
@@ -152,6 +175,8 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         label_smoothing=0.2,
         augment=True,
         tta_flip=True,
+        tta_shift=0,
+        lookahead=False,
         device="auto",
         precision="auto",
         random_state=None,
@@ -185,6 +210,8 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         )
         self.label_smoothing = label_smoothing
         self.tta_flip = tta_flip
+        self.tta_shift = tta_shift
+        self.lookahead = lookahead
 
     def fit(self, X, y):
         """Train the network on labelled images.
@@ -211,6 +238,55 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         self.classes_ = encoder.classes_
         return self
 
+    def initialize(self, data, n_outputs):
+        """The base's components, and no slow weights yet (`lookahead`)."""
+        super().initialize(data, n_outputs)
+        self._steps_per_epoch = n_batches(len(data), self.batch_size)
+        self._slow_weights = None
+
+    def run_epoch(self, data, targets, epoch):
+        """The base's epoch; under `lookahead`, the network then takes the slow weights."""
+        record = super().run_epoch(data, targets, epoch)
+        if self._slow_weights is not None:
+            self._pull_back(rho=1.0)
+        return record
+
+    def train_step(self, batch, targets):
+        """The base's optimiser step, then `lookahead`'s every few steps."""
+        result = super().train_step(batch, targets)
+        if self.lookahead:
+            self._look_ahead()
+        return result
+
+    def _look_ahead(self):
+        step = self.lr_scheduler_.last_epoch
+        if step <= _LOOKAHEAD_START_EPOCHS * self._steps_per_epoch or step % _LOOKAHEAD_EVERY:
+            return
+        if self._slow_weights is None:
+            self._slow_weights = {name: value.clone() for name, value in self._float_state()}
+            return
+        progress = step / (self._steps_per_epoch * self.total_epochs)
+        self._pull_back(rho=_LOOKAHEAD_DECAY**_LOOKAHEAD_EVERY * progress**_LOOKAHEAD_POWER)
+
+    def _pull_back(self, rho):
+        """Move the slow weights to ``rho * slow + (1 - rho) * network``; copy them back."""
+        for name, value in self._float_state():
+            slow = self._slow_weights[name]
+            slow.lerp_(value, 1 - rho)
+            value.copy_(slow)
+
+    def _float_state(self):
+        return [(name, value) for name, value in self.module_.state_dict().items()
+                if value.is_floating_point()]
+
+    def checkpoint_state(self):
+        """The base's state and the slow weights of `lookahead` (None before they start)."""
+        return {**super().checkpoint_state(), "slow_weights": self._slow_weights}
+
+    def _restore_state(self, state):
+        super()._restore_state(state)
+        self._slow_weights = state["slow_weights"]
+
     def predict_proba(self, X):
         """Class probabilities of images.
 
@@ -226,10 +302,19 @@ class TorchCNNClassifier(ClassifierMixin, BaseTorchEstimator):
         """
         check_is_fitted(self)
         images = self._validate_images(X, reset=False)
-        logits = self.forward_batches(images)
-        if self.tta_flip:
-            logits = (logits + self.forward_batches(images, flip=True)) / 2
+        logits = self._test_time_logits(images)
+        if self.tta_shift:
+            shifted = [self._test_time_logits(images, shift=shift)
+                       for shift in (self.tta_shift, -self.tta_shift)]
+            logits = (logits + (shifted[0] + shifted[1]) / 2) / 2
         return torch.softmax(logits.double(), dim=1).numpy()
+
+    def _test_time_logits(self, images, shift=0):
+        """Logits of the images moved by `shift`, averaged with their mirror's (`tta_flip`)."""
+        logits = self.forward_batches(images, shift=shift)
+        if self.tta_flip:
+            logits = (logits + self.forward_batches(images, flip=True, shift=shift)) / 2
+        return logits
 
     def predict(self, X):
         """Class labels of images.

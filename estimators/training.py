@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_consistent_length, validate_data
 from torch import nn
 from tqdm.auto import tqdm
 
-from features.augment import RandomAugment, make_input_transform, transformed_channels
+from features.augment import RandomAugment, make_input_transform, transformed_channels, translate
 from features.images import check_images
 
 from .architectures import ARCHITECTURES, _did_you_mean, build_network
@@ -219,8 +219,8 @@ class BaseTorchEstimator(BaseEstimator):
 
     Attributes set by :meth:`_fit`: ``device_``, ``input_transform_``, ``augment_``,
     ``mixed_precision_`` (whether the network runs under bfloat16 autocast, with
-    channels-last tensors; see `precision`), ``n_resumed_epochs_`` (epochs a checkpoint
-    supplied; their time is in ``history_``), ``module_``,
+    channels-last tensors; see `precision`), ``n_resumed_epochs_`` (epochs a checkpoint,
+    or the fit a warm start went on from, supplied; their time is in ``history_``), ``module_``,
     ``optimizer_``, ``lr_scheduler_``, ``criterion_``, ``callbacks_``, ``history_``,
     ``train_indices_`` (the images trained on, see `max_samples`) and ``stop_reason_``;
     by :meth:`_validate_images`: ``n_features_in_`` and ``image_shape_``. ``_rng`` (a numpy
@@ -445,10 +445,12 @@ class BaseTorchEstimator(BaseEstimator):
         check_consistent_length(images, y)
         return y
 
-    def _inputs(self, batch, *, train, flip=False, augment=None):
+    def _inputs(self, batch, *, train, flip=False, shift=0, augment=None):
         """A batch of stored images as the network's input, on the training device.
 
-        In training, `augment` (by default ``augment_``, if any) augments the images first.
+        In training, `augment` (by default ``augment_``, if any) augments the images first;
+        `flip` mirrors them and `shift` moves them down and right by that many pixels
+        (:func:`features.augment.translate`).
         """
         x = batch.to(self.device_, non_blocking=True).permute(0, 3, 1, 2)
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
@@ -457,6 +459,8 @@ class BaseTorchEstimator(BaseEstimator):
             x = augment(x)
         if flip:
             x = x.flip(-1)
+        if shift:
+            x = translate(x, torch.full((len(x), 2), shift, device=x.device))
         x = self.input_transform_(x)
         return x.contiguous(memory_format=self._memory_format)
 
@@ -472,7 +476,8 @@ class BaseTorchEstimator(BaseEstimator):
         )
 
     @torch.no_grad()
-    def forward_batches(self, images, *, layer=None, flip=False, augment=False, module=None):
+    def forward_batches(self, images, *, layer=None, flip=False, shift=0, augment=False,
+                        module=None):
         """Outputs of the trained network for images, batch by batch, in eval mode.
 
         Parameters
@@ -483,6 +488,9 @@ class BaseTorchEstimator(BaseEstimator):
             Return the activations of this named layer instead of the class scores.
         flip : bool, default=False
             Flip the images horizontally first.
+        shift : int, default=0
+            Then move them down and right by this many pixels (up and left if negative),
+            mirrored at their borders.
         augment : bool, default=False
             Draw a random augmentation of each image first (``augment_``, if any), as
             the pseudo-label estimator's label pass does.
@@ -500,7 +508,7 @@ class BaseTorchEstimator(BaseEstimator):
         outputs = []
         for batch in data.split(self.batch_size):
             with self._autocast():
-                x = self._inputs(batch, train=augment, flip=flip)
+                x = self._inputs(batch, train=augment, flip=flip, shift=shift)
                 out = module(x) if layer is None else module.features(x, layer)
             outputs.append(out.float().cpu())
         return torch.cat(outputs)
@@ -729,7 +737,11 @@ class BaseTorchEstimator(BaseEstimator):
             kwargs.setdefault("fused", self.device_.type in _FUSED_OPTIMIZER_DEVICES)
         if self.optimizer == "sgd":
             kwargs["momentum"] = self.momentum
-        self.optimizer_ = OPTIMIZERS[self.optimizer](self.module_.parameters(), **kwargs)
+        groups = [
+            {"params": params, "lr": self.lr * scale, "weight_decay": self.weight_decay / scale}
+            for scale, params in parameter_groups(self.module_).items()
+        ]
+        self.optimizer_ = OPTIMIZERS[self.optimizer](groups, **kwargs)
         self.lr_scheduler_ = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer_, self.lr_factor(n_steps_per_epoch)
         )
@@ -1019,6 +1031,31 @@ def _check_loss_is_finite(loss, epoch, lr):
             f"Training diverged in epoch {epoch + 1}: the mean loss is {loss}. "
             f"Lower the learning rate (lr={lr:g})."
         )
+
+
+def parameter_groups(module):
+    """The parameters of `module`, by the multiplier of their learning rate.
+
+    A submodule with a ``bias_lr_scale`` attribute other than 1
+    (:class:`~estimators.architectures.ScaledBiasNorm`) puts its bias in the group of that
+    multiplier; every other parameter, frozen ones too, is in the group of 1, the first.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    groups : dict of float to list of torch.nn.Parameter
+        Each multiplier's parameters, in the module's order.
+    """
+    scales = {id(sub.bias): sub.bias_lr_scale for sub in module.modules()
+              if getattr(sub, "bias_lr_scale", 1.0) != 1.0}
+    groups = {1.0: []}
+    for parameter in module.parameters():
+        groups.setdefault(scales.get(id(parameter), 1.0), []).append(parameter)
+    return {scale: params for scale, params in groups.items() if params}
 
 
 def has_native_bfloat16(device):

@@ -23,7 +23,8 @@ class RandomAugment(nn.Module):
     In order: with probability `jitter_p`, colour jitter (brightness, contrast, saturation,
     hue factors drawn uniformly per image, applied in that fixed order); with probability
     `grey_p`, conversion to grey levels; a horizontal flip with probability `flip_p`; and
-    with probability `crop_p` a random crop resized back to the input size (bilinear).
+    with probability `crop_p` a random crop resized back to the input size (bilinear); a
+    shift by up to `translate` pixels in each direction, the image mirrored at its borders.
     Saturation, hue and grey conversion need colour and are skipped for images that do not
     have 3 channels. The defaults are the study's policy; SimCLR's (Chen et al. 2020, for
     CIFAR-10) is ``brightness=contrast=saturation=(0.6, 1.4), hue=(-0.1, 0.1),
@@ -49,6 +50,10 @@ class RandomAugment(nn.Module):
         Range of the crop's area, as a share of the image's area.
     crop_ratio : (float, float), default=(3/4, 4/3)
         Range of the crop's aspect ratio (width / height), sampled on a log scale.
+    translate : int, default=0
+        Largest shift, in pixels, up, down, left or right, each drawn uniformly per image
+        (airbench's random crop of an image padded by 2 mirrored pixels: ``translate=2``);
+        less than the image's height and width. 0 draws nothing.
     generator : torch.Generator, default=None
         Source of randomness (a CPU generator); None uses torch's global one.
 
@@ -79,6 +84,7 @@ class RandomAugment(nn.Module):
         crop_p=0.5,
         crop_scale=(0.08, 1.0),
         crop_ratio=(3 / 4, 4 / 3),
+        translate=0,
         generator=None,
     ):
         super().__init__()
@@ -92,6 +98,7 @@ class RandomAugment(nn.Module):
         self.crop_p = crop_p
         self.crop_scale = crop_scale
         self.crop_ratio = crop_ratio
+        self.translate = translate
         self.generator = generator
 
     def forward(self, images):
@@ -111,7 +118,7 @@ class RandomAugment(nn.Module):
         if images.shape[1] == 3:
             images = self._where_drawn(self.grey_p, _to_grey, images)
         images = self._flip(images)
-        return self._resized_crop(images)
+        return self._translated(self._resized_crop(images))
 
     def _uniform(self, n, low_high, device):
         low, high = low_high
@@ -160,6 +167,12 @@ class RandomAugment(nn.Module):
         index = cropped.nonzero().view(-1).to(images.device)
         resized = crop_and_resize(images[index], boxes[cropped].to(images.device))
         return images.index_copy(0, index, resized)
+
+    def _translated(self, images):
+        if self.translate == 0:
+            return images
+        shifts = torch.randint(2 * self.translate + 1, (len(images), 2), generator=self.generator)
+        return translate(images, shifts.to(images.device) - self.translate)
 
     def _crop_boxes(self, n, height, width, attempts=10):
         """Boxes (x0, y0, box width, box height) in pixels, drawn as RandomResizedCrop does.
@@ -252,6 +265,35 @@ def shift_hue(images, shift):
     k = torch.remainder(offsets + 6 * hue.unsqueeze(1), 6)
     ramp = torch.minimum(k, 4 - k).clamp(0, 1)
     return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * ramp)
+
+
+def translate(images, shifts):
+    """Shift each image by its own number of pixels, mirroring it at its borders.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (n_images, channels, height, width)
+        Float images.
+    shifts : torch.Tensor of shape (n_images, 2)
+        Integer shift of each image, (down, right) in pixels; each less than the image's
+        height and width in size.
+
+    Returns
+    -------
+    shifted : torch.Tensor of shape (n_images, channels, height, width)
+        Pixel (i, j) of an image shifted by (dy, dx) is pixel (i - dy, j - dx) of the image
+        mirrored (without repeating its edge) beyond its borders.
+    """
+    n, channels, height, width = images.shape
+    margin = int(shifts.abs().max()) if len(shifts) else 0
+    if margin == 0:
+        return images
+    padded = F.pad(images, (margin,) * 4, mode="reflect")
+    rows = margin - shifts[:, 0:1] + torch.arange(height, device=images.device)
+    rows = rows.view(n, 1, height, 1).expand(n, channels, height, padded.shape[3])
+    columns = margin - shifts[:, 1:2] + torch.arange(width, device=images.device)
+    columns = columns.view(n, 1, 1, width).expand(n, channels, height, width)
+    return padded.gather(2, rows).gather(3, columns)
 
 
 def crop_and_resize(images, boxes):

@@ -583,9 +583,15 @@ def test_skorch_twin_starts_from_the_network_the_estimator_trains(digits):
 
     X, y = digits.X_train[:300], digits.y_train[:300]
     estimator = toolkit_estimator("cnn-fast", "smoke", epochs=1, seed=0)
+    estimator.set_params(module__norm_bias_lr_scale=64)
     twin = skorch_twin(estimator, X).initialize()
     start = clone(estimator).initialize_for(X, n_outputs=10)
     assert_same_weights(twin.module_.network.state_dict(), start.module_.state_dict())
+    # the batch norms' biases learn 64 times as fast in both loops (before the schedule's
+    # factor, which the estimator has applied and skorch applies from its first step)
+    lrs = [sorted(group[key] for group in optimizer.param_groups for _ in group["params"])
+           for optimizer, key in ((twin.optimizer_, "lr"), (start.optimizer_, "initial_lr"))]
+    assert lrs[0] == lrs[1] and lrs[0][-1] == 64 * lrs[0][0]
     twin.fit(np.moveaxis(X, -1, 1).astype(np.float32) / 255, y)
     assert len(twin.history) == 1
 

@@ -7,6 +7,7 @@ whole file runs in under a minute on two CPU cores.
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -15,7 +16,7 @@ from estimators import TorchCNNClassifier, build_network
 from estimators.architectures import ARCHITECTURES, CentreTapConv2d
 from estimators.samplers import ShuffleSampler, n_batches
 from estimators.training import Callback, History, has_native_bfloat16, resolve_device
-from features.augment import RandomAugment, Sobel, make_input_transform
+from features.augment import RandomAugment, Sobel, make_input_transform, translate
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -70,6 +71,28 @@ def test_augment_flips_some_images_of_a_batch_only():
     kept = (augmented == images).flatten(1).all(dim=1)
     assert (flipped ^ kept).all()
     assert 0 < flipped.sum() < len(images)
+
+
+def test_translate_shifts_each_image_over_its_mirrored_borders():
+    images = torch.rand(3, 2, 5, 6)
+    shifts = torch.tensor([[0, 0], [2, -1], [-3, 4]])
+    shifted = translate(images, shifts)
+    mirrored = np.pad(images.numpy(), [(0, 0), (0, 0), (4, 4), (4, 4)], mode="reflect")
+    for image, (down, right) in zip(range(3), shifts.tolist()):
+        rows, columns = slice(4 - down, 9 - down), slice(4 - right, 10 - right)
+        np.testing.assert_array_equal(shifted[image].numpy(), mirrored[image, :, rows, columns])
+
+
+def test_augment_translates_by_at_most_its_shift_in_each_direction():
+    images = torch.rand(256, 1, 8, 8)
+    translate_only = RandomAugment(brightness=None, contrast=None, flip_p=0.0, crop_p=0.0,
+                                   translate=2, generator=torch.Generator().manual_seed(0))
+    augmented = translate_only(images)
+    candidates = {(down, right): translate(images, torch.tensor([[down, right]] * 256))
+                  for down in range(-2, 3) for right in range(-2, 3)}
+    drawn = [next(shift for shift, moved in candidates.items() if torch.equal(moved[i], image))
+             for i, image in enumerate(augmented)]
+    assert len(set(drawn)) == 25  # every shift of up to 2 pixels, each image its own
 
 
 def test_augment_is_reproducible_with_a_seeded_generator():
@@ -213,6 +236,69 @@ def test_penultimate_features_feed_the_final_linear_layer(small_digits):
     with torch.no_grad():
         logits = head[4](head[3](features))  # the final linear layer, then the scaling
     torch.testing.assert_close(logits, clf.forward_batches(X[:5]))
+
+
+def test_test_time_shifts_read_the_images_moved_diagonally(small_digits):
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=1, tta_flip=False, random_state=0).fit(X, y)
+    mirrored = np.pad(X[:40], [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    logits = {shift: clf.forward_batches(X[:40], shift=shift) for shift in (0, 1, -1)}
+    torch.testing.assert_close(logits[1], clf.forward_batches(mirrored[:, :8, :8]))
+    torch.testing.assert_close(logits[-1], clf.forward_batches(mirrored[:, 2:, 2:]))
+    # half the image's own logits, half the mean of its two moved copies'
+    expected = torch.softmax((logits[0] + (logits[1] + logits[-1]) / 2).double() / 2, dim=1)
+    proba = clf.set_params(tta_shift=1).predict_proba(X[:40])
+    np.testing.assert_allclose(proba, expected.numpy(), rtol=1e-6)
+
+
+def test_airbench_batch_norm_keeps_its_weights_and_speeds_its_biases(small_digits):
+    X, y = small_digits
+    clf = TorchCNNClassifier(**TINY, epochs=1, lr=0.1, weight_decay=5e-4, random_state=0,
+                             module__norm_weights=False, module__norm_bias_lr_scale=64)
+    clf.fit(X, y)
+    norms = [module for module in clf.module_.modules() if isinstance(module, nn.BatchNorm2d)]
+    assert len(norms) == 6
+    for norm in norms:
+        torch.testing.assert_close(norm.weight, torch.ones_like(norm.weight))
+        assert norm.bias.abs().sum() > 0
+    others, biases = clf.optimizer_.param_groups
+    assert {id(bias) for bias in biases["params"]} == {id(norm.bias) for norm in norms}
+    assert biases["initial_lr"] == 64 * others["initial_lr"] == 6.4
+    assert biases["weight_decay"] * 64 == others["weight_decay"] == 5e-4
+
+
+class _SlowWeightsSeen(Callback):
+    """Whether the slow weights of `lookahead` existed at each epoch's end."""
+
+    def on_train_begin(self, estimator):
+        self.seen_ = []
+
+    def on_epoch_end(self, estimator):
+        self.seen_.append(estimator._slow_weights is not None)
+
+
+def test_lookahead_starts_after_three_epochs_and_leaves_the_slow_weights(small_digits, tmp_path):
+    X, y = small_digits  # 300 images: 5 steps an epoch
+    params = dict(TINY, epochs=6, random_state=0)
+    seen = _SlowWeightsSeen()
+    slow = TorchCNNClassifier(**params, lookahead=True, callbacks=[seen]).fit(X, y)
+    plain = TorchCNNClassifier(**params).fit(X, y)
+    # the slow weights start at step 20, in the fourth epoch
+    assert seen.seen_ == [False, False, False, True, True, True]
+    network = dict(slow.module_.state_dict())
+    for name, weights in slow._slow_weights.items():
+        torch.testing.assert_close(network[name], weights, rtol=0, atol=0)
+    assert slow.history_["loss"][:3] == plain.history_["loss"][:3]
+    assert slow.history_["loss"][3:] != plain.history_["loss"][3:]
+    # a crash after the slow weights started resumes them too
+    crashing = TorchCNNClassifier(**params, lookahead=True, checkpoint_dir=tmp_path,
+                                  callbacks=[CrashAfter(4)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit(X, y)
+    resumed = TorchCNNClassifier(**params, lookahead=True, checkpoint_dir=tmp_path).fit(X, y)
+    assert resumed.n_resumed_epochs_ == 4
+    assert resumed.history_["loss"] == slow.history_["loss"]
+    assert_same_weights(weights_of(resumed), weights_of(slow))
 
 
 def test_history_reads_by_key():

@@ -4,6 +4,7 @@ from .networks import (
     ARCHITECTURES,
     GPU_BATCH,
     LIGHT_AUGMENTATION,
+    QUICK_NETWORK,
     SMOKE,
     STUDY_NETWORKS,
     network_params,
@@ -29,7 +30,7 @@ SETTINGS = {
     },
     **{name: {
         "smoke": SMOKE[name],
-        "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05},
+        "quick": {"epochs": 4, "train_limit": 10_000, "lr": 0.05, **QUICK_NETWORK.get(name, {})},
         "gpu": {"epochs": 15, "lr": 0.05, **GPU_BATCH},
         "paper": PAPER,
     } for name in STUDY_NETWORKS},
