@@ -96,7 +96,8 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
         When the clusterer is fitted, fit it again on the same images by going on from
         where its training stopped: only the epochs left of `epochs` +
         `self_label_epochs` run, with the parameters set since (from the next epoch on),
-        over the fitted backbone. A clusterer fitted without self-labelling, given
+        over the fitted backbone and the neighbours mined then (`n_neighbours` set since
+        is not mined again). A clusterer fitted without self-labelling, given
         ``self_label_epochs`` and fitted again, then ends as one fitted with them from
         the start (see :meth:`first_step`). Other images raise a ValueError.
     eval_set : (X, y) tuple, default=None
@@ -308,10 +309,13 @@ class TorchNeighbourClusterer(BaseNetworkClusterer):
     def initialize(self, data, n_outputs):
         """Fit the backbone if needed, build every component, then mine the neighbours.
 
-        A warm start keeps the fitted backbone it goes on from.
+        A warm start keeps the fitted backbone it goes on from, and the neighbours mined
+        with it on the same images.
         """
-        if not self._continuing:
-            self.backbone_ = self._fitted_backbone(data.numpy())
+        if self._continuing:
+            super().initialize(data, n_outputs)
+            return
+        self.backbone_ = self._fitted_backbone(data.numpy())
         super().initialize(data, n_outputs)
         features = self.backbone_.transform(data.numpy())
         n_neighbours = min(self.n_neighbours, len(data) - 1)
