@@ -2,6 +2,7 @@
 
 import math
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -138,6 +139,20 @@ def test_svc_over_ranges_reaches_a_good_score(svc_search, digits):
     assert svc_search.best_score_ >= 0.97
     assert all(0.1 <= p["C"] <= 100 for p in svc_search.cv_results_["params"])
     assert svc_search.best_estimator_.score(*digits) >= 0.97
+
+
+@pytest.mark.parametrize("dimension", [FloatRange(1e-5, 1e-1, log=True), IntRange(0, 1000)])
+def test_range_mutations_stay_in_range_and_now_and_then_jump_far(dimension):
+    # Cauchy steps: about a fifth land beyond 3 scales (a tenth of the range), where
+    # Gaussian steps of that deviation land 0.3% of the time.
+    rng = random.Random(0)
+    warp = math.log if isinstance(dimension, FloatRange) else float
+    scale = 0.1 * (warp(dimension.high) - warp(dimension.low))
+    start = dimension._sample(random.Random(1))
+    mutated = [dimension._mutate(start, rng) for _ in range(2000)]
+    assert all(dimension.low <= value <= dimension.high for value in mutated)
+    far = np.mean([abs(warp(value) - warp(start)) > 3 * scale for value in mutated])
+    assert 0.1 < far < 0.3
 
 
 def test_knn_reaches_the_grid_best_with_fewer_fits(digits):
