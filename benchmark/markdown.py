@@ -30,10 +30,13 @@ def command_line(script, argv):
 
 
 def load_sentence(load_before):
-    """The machine's load at the start (`load_before`) and now: above the CPU count, timings
-    are inflated."""
-    return (f"Load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} "
-            "at the end: above the CPU count, timings are inflated.")
+    """The machine's load at the start (`load_before`) and now, and what it says of timings:
+    a load above the CPU count means other work shared the machine."""
+    load_after, cpus = os.getloadavg()[0], os.cpu_count()
+    verdict = ("other work shared the machine, timings are inflated"
+               if max(load_before, load_after) > cpus else "no more than the machine's CPUs")
+    return (f"Load average (1 min) {load_before:.1f} at the start and {load_after:.1f} at the "
+            f"end, for {cpus} CPUs: {verdict}.")
 
 
 def write_report(path, sections):

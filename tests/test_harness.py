@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.pipeline import Pipeline
 
-from benchmark import cli, datasets, harness, load_dataset, run_method
+from benchmark import cli, datasets, harness, load_dataset, markdown, run_method
 from benchmark.datasets import DataError, Dataset
 from benchmark.registry import METHODS, PROBE_PENALTIES
 from results import ResultStore, render_report
@@ -675,3 +675,15 @@ def test_ablation_runs_each_variant_of_a_row_and_scores_the_test_images_every_ep
     capsys.readouterr()
     assert ablation.main(["--variants", "sinkhorn+views+swav", "--out", str(out)]) == 2
     assert "Unknown guard 'swav'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loads, verdict", [
+    ((0.4, 1.6), "no more than the machine's CPUs"),
+    ((0.4, 2.5), "other work shared the machine, timings are inflated"),
+])
+def test_load_sentence_says_whether_other_work_shared_the_machine(monkeypatch, loads, verdict):
+    monkeypatch.setattr(markdown.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(markdown.os, "getloadavg", lambda: (loads[1], 0.0, 0.0))
+    sentence = markdown.load_sentence(loads[0])
+    assert sentence == (f"Load average (1 min) {loads[0]} at the start and {loads[1]} at the end, "
+                        f"for 2 CPUs: {verdict}.")
