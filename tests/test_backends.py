@@ -3,9 +3,12 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from benchmark.cli import main
 from results import ResultStore
+from joblib import Parallel, delayed
+
 from search.backends import parallel_backend
 
 
@@ -24,6 +27,24 @@ def test_a_search_on_a_dask_local_cluster_matches_the_local_one():
     np.testing.assert_array_equal(remote.cv_results_["mean_test_score"],
                                   local.cv_results_["mean_test_score"])
     assert remote.best_params_ == local.best_params_
+
+
+def _blas_threads():
+    return {info["filepath"]: info["num_threads"] for info in threadpool_info()
+            if info["user_api"] == "blas"}
+
+
+def test_threads_leave_blas_their_share_of_the_cores_while_they_run(monkeypatch):
+    monkeypatch.setattr("search.backends.os.cpu_count", lambda: 4)
+    with threadpool_limits(4, user_api="blas"):
+        before = _blas_threads()
+        with parallel_backend("threads"):
+            during = Parallel(n_jobs=2)(delayed(_blas_threads)() for _ in range(2))
+            alone = Parallel(n_jobs=1)(delayed(_blas_threads)() for _ in range(1))
+        assert before and set(before.values()) == {4}
+        assert during == [dict.fromkeys(before, 2)] * 2
+        assert alone == [before]
+        assert _blas_threads() == before
 
 
 def test_unknown_backend_and_misplaced_scheduler_are_refused():
