@@ -36,6 +36,10 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from .kmeans import kmeans_labels, pca_whiten
 
+# Images :func:`estimate_norm_statistics` averages over: all 1,437 training digits, a fifth of
+# the 10,000 CIFAR-10 images of the quick profile.
+PRECISE_BN_IMAGES = 2048
+
 
 class TargetSource:
     """Base class of target sources: subclasses write :meth:`targets`; the rest is optional.
@@ -135,6 +139,32 @@ def argmax_labels(logits):
     return logits.argmax(dim=1).numpy()
 
 
+def standardised_argmax_labels(logits):
+    """Each row's cluster of highest score relative to that cluster's scores over the rows.
+
+    Each column is centred and scaled to unit variance over the images before the argmax:
+    a network that gives every image nearly the same scores (a fresh network without batch
+    norm, whose activations shrink layer by layer) still labels each image by what sets it
+    apart, where the plain argmax puts them all in one cluster. DINO (Caron et al. 2021)
+    centres its teacher's outputs against the same collapse. On digits, uic on AlexNet put
+    every image in one cluster at each of its first label passes and ended with 8 of 10
+    clusters empty (test NMI 0.01); with this, none empty (0.38; quick profile, seed 0,
+    without dropout).
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_images, n_clusters)
+        Cluster scores of the images of one label pass, which set each column's scale.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_images,)
+        Int64 labels, :func:`argmax_labels` of the standardised scores.
+    """
+    centred = logits - logits.mean(dim=0)
+    return argmax_labels(centred / centred.std(dim=0).clamp_min(1e-12))
+
+
 def sinkhorn_labels(logits, *, epsilon=0.1, n_iterations=50):
     """Labels of clusters of equal size, as close to the network's scores as that allows.
 
@@ -184,7 +214,8 @@ def sinkhorn_labels(logits, *, epsilon=0.1, n_iterations=50):
     return labels
 
 
-ASSIGNMENTS = {"argmax": argmax_labels, "sinkhorn": sinkhorn_labels}
+ASSIGNMENTS = {"argmax": argmax_labels, "standardised": standardised_argmax_labels,
+               "sinkhorn": sinkhorn_labels}
 
 
 @contextlib.contextmanager
@@ -199,6 +230,57 @@ def _overclustering_recorder(network):
         yield logits
     finally:
         handle.remove()
+
+
+@torch.no_grad()
+def estimate_norm_statistics(estimator, data, *, module=None, n_images=PRECISE_BN_IMAGES):
+    """Set the batch norms' running statistics to their averages over training batches.
+
+    PreciseBN (Wu and Johnson, "Rethinking 'Batch' in BatchNorm", 2021): the running
+    averages that training keeps mix statistics of weights since changed, and a network
+    whose weights move fast (or were just drawn) predicts in eval mode from statistics
+    that no longer describe its activations. Here each batch norm's mean and variance
+    become the means, over batches of up to `n_images` training images drawn at random
+    and augmented as in training, of the batches' own statistics (a last, smaller batch
+    left out). On digits, uic on VGG16_bn put every image in one cluster after its first
+    epoch and kept 5 clusters empty without it; with it, none (see
+    ``TorchPseudoLabelClassifier.precise_bn``).
+
+    Parameters
+    ----------
+    estimator : BaseTorchClusterer
+        The clusterer being trained: its device, batch size, augmentation and generator.
+    data : torch.Tensor of shape (n_images, height, width, channels)
+        Training images, on the CPU.
+    module : torch.nn.Module, default=None
+        The network whose statistics to estimate; None: ``estimator.module_``.
+    n_images : int, default=PRECISE_BN_IMAGES
+        Images to estimate from, at most.
+    """
+    module = estimator.module_ if module is None else module
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    was_training = module.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # torch's cumulative average over the batches seen
+    module.train()
+    try:
+        drawn = torch.randperm(len(data), generator=estimator._generator)[:n_images]
+        batches = drawn.split(estimator.batch_size)
+        # Batches of one size, so that each weighs as its images do (and none holds one
+        # image, of which a batch norm on 1x1 maps can take no variance).
+        if len(batches) > 1 and len(batches[-1]) < estimator.batch_size:
+            batches = batches[:-1]
+        for batch in batches:
+            with estimator._autocast():
+                module(estimator._inputs(data[batch], train=True))
+    finally:
+        module.train(was_training)
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
 
 
 def _label_pass(estimator, data, module=None):
@@ -252,9 +334,11 @@ class SeparateLabelPass(TargetSource):
     """Pseudo-labels from a label pass of their own every epoch (``label_pass="separate"``).
 
     Each training image, under one random augmentation, goes through the network in eval
-    mode; `assign` turns the head's logits into targets. A network with an over-clustering
-    head (:class:`~estimators.architectures.OverClusteringNetwork`) gets targets for both
-    heads from the same pass, as two columns (:func:`assign_heads`). Nothing carries over
+    mode; `assign` turns the head's logits into targets. With `precise_bn`, the network's
+    batch-norm statistics are first estimated anew (:func:`estimate_norm_statistics`). A
+    network with an over-clustering head
+    (:class:`~estimators.architectures.OverClusteringNetwork`) gets targets for both heads
+    from the same pass, as two columns (:func:`assign_heads`). Nothing carries over
     from one epoch to the next, but the checkpoint holds the entry ``next_labels`` (None)
     that :class:`ReusedLabelPass` fills, so that both write checkpoints of one layout.
 
@@ -263,13 +347,22 @@ class SeparateLabelPass(TargetSource):
     assign : callable, default=argmax_labels
         Logits of shape (n_images, n_clusters) -> labels: :func:`argmax_labels` or
         :func:`sinkhorn_labels`.
+    precise_bn : bool, default=False
+        Estimate the batch norms' statistics on the training images before each label
+        pass, in place of the running averages that training kept.
     """
 
-    def __init__(self, assign=argmax_labels):
+    def __init__(self, assign=argmax_labels, *, precise_bn=False):
         self.assign = assign
+        self.precise_bn = precise_bn
 
     def targets(self, estimator, data, epoch):
-        return assign_heads(self.assign, _label_pass(estimator, data))
+        return assign_heads(self.assign, self._label_pass(estimator, data))
+
+    def _label_pass(self, estimator, data, module=None):
+        if self.precise_bn:
+            estimate_norm_statistics(estimator, data, module=module)
+        return _label_pass(estimator, data, module=module)
 
     def state_dict(self):
         return {"next_labels": None}
@@ -291,6 +384,8 @@ class TeacherLabelPass(SeparateLabelPass):
         Share of the teacher's weights kept at each update, in [0, 1).
     assign : callable, default=argmax_labels
         As :class:`SeparateLabelPass` takes it.
+    precise_bn : bool, default=False
+        As :class:`SeparateLabelPass` takes it; the teacher's statistics are estimated.
 
     Attributes
     ----------
@@ -298,8 +393,8 @@ class TeacherLabelPass(SeparateLabelPass):
         The teacher network; None before the first epoch.
     """
 
-    def __init__(self, momentum, assign=argmax_labels):
-        super().__init__(assign)
+    def __init__(self, momentum, assign=argmax_labels, *, precise_bn=False):
+        super().__init__(assign, precise_bn=precise_bn)
         self.momentum = momentum
         self.teacher_ = None
         self._saved = None
@@ -309,7 +404,7 @@ class TeacherLabelPass(SeparateLabelPass):
             self.teacher_ = copy.deepcopy(estimator.module_)
             if self._saved is not None:
                 self.teacher_.load_state_dict(self._saved)
-        return assign_heads(self.assign, _label_pass(estimator, data, module=self.teacher_))
+        return assign_heads(self.assign, self._label_pass(estimator, data, module=self.teacher_))
 
     @contextlib.contextmanager
     def watch_training(self, estimator, targets, batches):

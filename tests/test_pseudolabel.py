@@ -29,7 +29,9 @@ from estimators.targets import (
     _label_pass,
     argmax_labels,
     assign_heads,
+    estimate_norm_statistics,
     sinkhorn_labels,
+    standardised_argmax_labels,
 )
 from conftest import TINY, CrashAfter, assert_same_weights, weights_of
 
@@ -292,9 +294,9 @@ def test_resume_after_crash_ends_like_an_uninterrupted_run(small_digits, tmp_pat
 # ------------------------------------------------------------------ guards against collapse
 
 # Every guard of issue 17 at once: K views, Sinkhorn-Knopp labels, an entropy term, a
-# teacher, an over-clustering head.
+# teacher, an over-clustering head, batch-norm statistics estimated before each label pass.
 GUARDED = dict(n_views=2, assignment="sinkhorn", entropy_weight=1.0, teacher_momentum=0.5,
-               n_overclusters=30)
+               n_overclusters=30, precise_bn=True)
 
 
 def test_sinkhorn_labels_fill_every_cluster_equally_where_the_argmax_would_not():
@@ -307,6 +309,38 @@ def test_sinkhorn_labels_fill_every_cluster_equally_where_the_argmax_would_not()
     # where the argmax is balanced already, Sinkhorn keeps it
     balanced = torch.eye(5).repeat(4, 1) * 5
     np.testing.assert_array_equal(sinkhorn_labels(balanced), argmax_labels(balanced))
+
+
+def test_standardised_argmax_labels_images_by_what_sets_them_apart_not_by_a_shared_bias():
+    generator = torch.Generator().manual_seed(0)
+    differences = torch.randn(50, 4, generator=generator, dtype=torch.float64)
+    # a fresh network without batch norm: one cluster's bias dwarfs what differs by image
+    logits = torch.tensor([5.0, 0, 0, 0], dtype=torch.float64) + 1e-6 * differences
+    assert set(argmax_labels(logits)) == {0}
+    z = (differences - differences.mean(dim=0)) / differences.std(dim=0)
+    np.testing.assert_array_equal(standardised_argmax_labels(logits), z.argmax(dim=1).numpy())
+    assert len(set(standardised_argmax_labels(logits))) == 4
+
+
+def test_precise_bn_averages_batch_statistics_over_training_images_and_restores_the_norms(
+        small_digits):
+    X, _ = small_digits
+    uic = TorchPseudoLabelClassifier(**{**TINY, "batch_size": 32}, epochs=1, augment=False,
+                                     label_pass="separate", precise_bn=True,
+                                     random_state=0).fit(X)
+    data = torch.from_numpy(X[:64])
+    norm = next(m for m in uic.module_.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    inputs = []
+    handle = norm.register_forward_hook(lambda module, args, output: inputs.append(args[0]))
+    uic.module_.eval()
+    with torch.no_grad():
+        uic.module_(uic._inputs(data, train=False))
+    handle.remove()
+    estimate_norm_statistics(uic, data)
+    # two batches of 32: the mean of their means is the mean over all 64 images
+    torch.testing.assert_close(norm.running_mean, inputs[0].mean(dim=(0, 2, 3)))
+    assert int(norm.num_batches_tracked) == 2
+    assert norm.momentum == 0.1 and not uic.module_.training
 
 
 def test_repeated_views_put_each_image_n_times_in_its_batch_under_one_label():
@@ -430,7 +464,8 @@ def test_initialize_for_builds_a_clusterer_on_the_images_it_would_draw(small_dig
 def test_a_label_pass_that_reuses_the_training_argmax_refuses_the_guards_that_need_logits(
         small_digits):
     X, _ = small_digits
-    for guard in ({"assignment": "sinkhorn"}, {"teacher_momentum": 0.9}, {"n_overclusters": 50}):
+    for guard in ({"assignment": "sinkhorn"}, {"assignment": "standardised"},
+                  {"precise_bn": True}, {"teacher_momentum": 0.9}, {"n_overclusters": 50}):
         (name, value), = guard.items()
         with pytest.raises(ValueError, match=rf'pass; {name}={value!r} needs a label pass of '
                                              r'their own \(label_pass="separate"\)'):
