@@ -242,9 +242,8 @@ def estimate_norm_statistics(estimator, data, *, module=None, n_images=PRECISE_B
     that no longer describe its activations. Here each batch norm's mean and variance
     become the means, over batches of up to `n_images` training images drawn at random
     and augmented as in training, of the batches' own statistics (a last, smaller batch
-    left out). On digits, uic on VGG16_bn put every image in one cluster after its first
-    epoch and kept 5 clusters empty without it; with it, none (see
-    ``TorchPseudoLabelClassifier.precise_bn``).
+    left out). See ``TorchPseudoLabelClassifier.precise_bn`` for what it changed on
+    digits.
 
     Parameters
     ----------
@@ -345,8 +344,7 @@ class SeparateLabelPass(TargetSource):
     Parameters
     ----------
     assign : callable, default=argmax_labels
-        Logits of shape (n_images, n_clusters) -> labels: :func:`argmax_labels` or
-        :func:`sinkhorn_labels`.
+        Logits of shape (n_images, n_clusters) -> labels: one of `ASSIGNMENTS`.
     precise_bn : bool, default=False
         Estimate the batch norms' statistics on the training images before each label
         pass, in place of the running averages that training kept.
